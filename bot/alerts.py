@@ -1,0 +1,173 @@
+"""Alert rules: which platform events deserve a message, and which update an existing one.
+
+Every event is stored as received. Alert state then decides: a new subject or a changed state
+queues an `alert.changed` item for the channels; the same event again changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from bot import effects
+from bot.validation import check_schema
+from store import alerts
+
+__all__ = ["connection_event", "set_routing", "spend_event", "throughput_event"]
+
+SPEND_SOFT = "spend.soft"
+SPEND_HARD = "spend.hard"
+CONNECTION = "connection"
+CONNECTION_SUMMARY = "connection.summary"
+THROUGHPUT = "throughput"
+
+
+async def set_routing(pool: asyncpg.Pool, workspace: str, body: Any) -> dict[str, Any]:
+    changes = check_schema("WorkspaceRouting", body)
+    if "thresholds" in changes:
+        changes["thresholds"] = sorted(set(changes["thresholds"]))
+    if "alert_emails" in changes:
+        changes["alert_emails"] = sorted({e.lower() for e in changes["alert_emails"]})
+    async with pool.acquire() as conn, conn.transaction():
+        return await alerts.set_routing(conn, workspace, changes)
+
+
+async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
+    """Soft: announce each newly crossed threshold once per period. Hard: one cap-reached
+    notice per period, listing the paused workflows. Cleared: that notice says so."""
+    event = check_schema("SpendEvent", body)
+    workspace, period, stage = event["workspace"], event["period"], event["stage"]
+    figures = {k: event[k] for k in ("spend", "cap", "currency")}
+    notices: list[dict[str, Any]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        event_id = await alerts.record_event(conn, workspace, "spend", event)
+        if stage == "soft":
+            routing = await alerts.routing(conn, workspace)
+            percent = 100.0 * event["spend"] / event["cap"]
+            crossed = [t for t in routing["thresholds"] if percent >= t]
+            for threshold in crossed:
+                # Only the highest threshold crossed is announced; lower ones are marked
+                # as passed so a later event does not announce them out of order.
+                state = "announced" if threshold == crossed[-1] else "passed"
+                step = (
+                    await alerts.advance(
+                        conn,
+                        workspace=workspace,
+                        kind=SPEND_SOFT,
+                        subject=f"{period}:{threshold}",
+                        state=state,
+                        data={
+                            "threshold": threshold,
+                            "period": period,
+                            "percent": round(percent, 1),
+                            **figures,
+                        },
+                    )
+                    if await _fresh(conn, workspace, SPEND_SOFT, f"{period}:{threshold}")
+                    else None
+                )
+                if step is not None and step.changed and state == "announced":
+                    notices.append(await _notify(conn, step, "threshold"))
+        else:
+            notices += await _spend_hard(conn, event, figures)
+    return _answer(event_id, notices)
+
+
+async def _fresh(conn: asyncpg.Connection, workspace: str, kind: str, subject: str) -> bool:
+    return await alerts.current(conn, workspace=workspace, kind=kind, subject=subject) is None
+
+
+async def _spend_hard(
+    conn: asyncpg.Connection, event: dict[str, Any], figures: dict[str, Any]
+) -> list[dict[str, Any]]:
+    workspace, period = event["workspace"], event["period"]
+    known = await alerts.current(conn, workspace=workspace, kind=SPEND_HARD, subject=period)
+    if event["stage"] == "cleared":
+        if known is None or known[0] == "cleared":
+            return []
+        state, data = "cleared", known[1]
+    else:
+        data = dict(known[1]) if known and known[0] == "reached" else {"workflows": []}
+        workflow = event.get("workflow")
+        if workflow and all(w["id"] != workflow["id"] for w in data["workflows"]):
+            data["workflows"] = [*data["workflows"], workflow]
+        state, data = "reached", data | figures | {"period": period}
+    step = await alerts.advance(
+        conn, workspace=workspace, kind=SPEND_HARD, subject=period, state=state, data=data
+    )
+    return [await _notify(conn, step, state)] if step.changed else []
+
+
+async def connection_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
+    """One notice per connection, and the workspace's summary of how many need reauth."""
+    event = check_schema("ConnectionEvent", body)
+    workspace, connection, state = event["workspace"], event["connection"], event["state"]
+    notices: list[dict[str, Any]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        event_id = await alerts.record_event(conn, workspace, "connection", event)
+        known = await alerts.current(
+            conn, workspace=workspace, kind=CONNECTION, subject=connection["id"]
+        )
+        if state == "active" and known is None:
+            return _answer(event_id, [])  # never reported broken: nothing to say
+        data = {"connection": connection, "paused_runs": event.get("paused_runs")}
+        step = await alerts.advance(
+            conn,
+            workspace=workspace,
+            kind=CONNECTION,
+            subject=connection["id"],
+            state=state,
+            data=data,
+        )
+        if step.changed:
+            notices.append(await _notify(conn, step, state))
+            broken = await alerts.count_in_state(conn, workspace, CONNECTION, "error")
+            summary = await alerts.advance(
+                conn,
+                workspace=workspace,
+                kind=CONNECTION_SUMMARY,
+                subject="",
+                state="open" if broken else "resolved",
+                data={"count": broken},
+            )
+            if summary.changed:
+                notices.append(await _notify(conn, summary, "summary"))
+    return _answer(event_id, notices)
+
+
+async def throughput_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
+    """A tripped breaker gets one notice per workflow; `cleared` updates it."""
+    event = check_schema("ThroughputEvent", body)
+    workspace, workflow, state = event["workspace"], event["workflow"], event["state"]
+    notices: list[dict[str, Any]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        event_id = await alerts.record_event(conn, workspace, "throughput", event)
+        known = await alerts.current(
+            conn, workspace=workspace, kind=THROUGHPUT, subject=workflow["id"]
+        )
+        if state == "cleared" and known is None:
+            return _answer(event_id, [])
+        data = {"workflow": workflow, "rate": event.get("rate"), "cap": event.get("cap")}
+        if state == "cleared" and known is not None:
+            data = known[1] | {"workflow": workflow}
+        step = await alerts.advance(
+            conn,
+            workspace=workspace,
+            kind=THROUGHPUT,
+            subject=workflow["id"],
+            state=state,
+            data=data,
+        )
+        if step.changed:
+            notices.append(await _notify(conn, step, state))
+    return _answer(event_id, notices)
+
+
+async def _notify(conn: asyncpg.Connection, step: alerts.Advance, event: str) -> dict[str, Any]:
+    await effects.alert_changed(conn, step.alert_id, event)
+    return {"alert_id": step.alert_id, "state": step.state, "event": event}
+
+
+def _answer(event_id: int, notices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"event_id": event_id, "notified": bool(notices), "alerts": notices}

@@ -1,0 +1,81 @@
+"""Creating, reading and listing approval tasks for the platform API."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bot import effects
+from bot.domain import NewApproval
+from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.schemas import MAX_EXPIRY_SECONDS
+from store import idempotency, tasks
+
+__all__ = ["CreateResult", "content_hash", "create", "get"]
+
+CreateResult = tuple[dict[str, Any], bool]
+
+
+def content_hash(new: NewApproval) -> str:
+    """What the approver is shown; a link or button for other content must not decide."""
+    shown = {
+        "workspace": new.workspace,
+        "run_id": new.run_id,
+        "workflow": new.workflow,
+        "step": new.step,
+        "summary": new.summary,
+        "details": new.details,
+        "reversibility": new.reversibility.value,
+    }
+    return hashlib.sha256(tasks.dumps(shown).encode()).hexdigest()[:32]
+
+
+async def create(
+    pool: asyncpg.Pool,
+    new: NewApproval,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> CreateResult:
+    """Store a task and queue its delivery; returns (task view, replayed).
+
+    With an idempotency key, a retry of the same body returns the first response and creates
+    nothing; the same key with another body is refused.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            earlier = await idempotency.claim(
+                conn, "approvals.create", idempotency_key, request_hash
+            )
+            if earlier is not None:
+                if earlier.request_hash != request_hash:
+                    raise Conflict("Idempotency-Key was already used with a different body.")
+                return earlier.response, True
+        first = new.tiers[0]
+        if first.expires_at is not None:
+            now = await conn.fetchval("SELECT now()")
+            if first.expires_at <= now:
+                raise ValidationFailed({"expires_at": "is in the past"})
+            if first.expires_at > now + timedelta(seconds=MAX_EXPIRY_SECONDS):
+                raise ValidationFailed({"expires_at": "is more than 30 days away"})
+        task_id = uuid.uuid4()
+        await tasks.insert(conn, task_id, new, content_hash(new))
+        await effects.task_changed(conn, task_id, "created")
+        view = await tasks.task_view(conn, task_id)
+        assert view is not None
+        if idempotency_key is not None:
+            await idempotency.complete(conn, "approvals.create", idempotency_key, 201, view)
+        return view, False
+
+
+async def get(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        view = await tasks.task_view(conn, task_id)
+    if view is None:
+        raise NotFound("No such approval task.")
+    return view

@@ -1,0 +1,302 @@
+"""Settings: read once from the environment (and a `.env` file) at start-up, then passed down."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import SettingsError
+
+__all__ = ["SETTINGS_HELP", "Settings", "load_settings"]
+
+
+# name, meaning — the table `taskjuice-bot --help` prints and the README repeats.
+SETTINGS_HELP: tuple[tuple[str, str], ...] = (
+    ("DATABASE_URL", "PostgreSQL URL; unset -> embedded PostgreSQL under ./.taskjuice/"),
+    ("API_TOKENS", "required: comma-separated bearer tokens accepted by /api/v1"),
+    ("CALLBACK_URL", "required: where decisions are POSTed (Standard Webhooks)"),
+    ("CALLBACK_SECRET", "required: callback signing secret, whsec_<base64>"),
+    ("TASKJUICE_APP_URL", "required: TaskJuice web app base, for Adjust cap/Reconnect/inbox links"),
+    ("PUBLIC_URL", "the bot's public base URL for magic links (default http://HOST:PORT)"),
+    ("SLACK_BOT_TOKEN", "xoxb-... bot token; unset -> Slack delivery off"),
+    ("SLACK_SIGNING_SECRET", "Slack signing secret (required in HTTP mode with a bot token)"),
+    ("SLACK_APP_TOKEN", "xapp-... app token: use Socket Mode instead of /slack/events"),
+    ("SLACK_API_URL", "Slack Web API base (default https://slack.com/api/)"),
+    ("LINK_SECRETS", "comma-separated magic-link secrets, oldest first; the last signs"),
+    ("SMTP_HOST", "outgoing mail server; unset -> email delivery off"),
+    ("SMTP_PORT", "outgoing mail port (default 587, or 465 with SMTP_TLS=tls)"),
+    ("SMTP_USERNAME", "SMTP login"),
+    ("SMTP_PASSWORD", "SMTP password"),
+    ("SMTP_TLS", "none | starttls | tls (default starttls)"),
+    ("MAIL_FROM", "From address of the bot's mail (required with SMTP_HOST)"),
+    ("REPLY_DOMAIN", "catch-all domain for per-approver Reply-To; unset -> reply-by-email off"),
+    ("INBOUND_SMTP_PORT", "port of the built-in inbound SMTP listener; unset -> off"),
+    ("INBOUND_WEBHOOK_SECRET", "bearer secret for POST /email/inbound; unset -> endpoint off"),
+    ("HOST", "HTTP listen address (default 127.0.0.1)"),
+    ("PORT", "HTTP listen port (default 3000)"),
+    ("ALLOW_PROCEED_IRREVERSIBLE", "true lets timeout_policy=proceed gate irreversible actions"),
+    ("OUTBOX_MAX_AGE", "seconds an outbox item is retried before dead-lettering (default 86400)"),
+    ("OUTBOX_LEASE", "seconds a claimed outbox item is held before another replica may retry (60)"),
+    ("OUTBOX_RETRY_BASE", "seconds before the first retry; doubles each time (default 1)"),
+    ("CALLBACK_TIMEOUT", "seconds to wait for the platform's callback endpoint (default 10)"),
+    ("MAX_BODY_BYTES", "largest accepted request body in bytes (default 262144)"),
+    ("TASKJUICE_DATA_DIR", "where the embedded PostgreSQL keeps its data (default ./.taskjuice)"),
+    ("LOG_LEVEL", "DEBUG | INFO | WARNING | ERROR (default INFO)"),
+)
+
+_REQUIRED = ("API_TOKENS", "CALLBACK_URL", "CALLBACK_SECRET", "TASKJUICE_APP_URL")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the service is configured with; built once by `load_settings`."""
+
+    database_url: str | None = None
+    data_dir: Path = Path(".taskjuice")
+    api_tokens: tuple[str, ...] = ()
+    callback_url: str = ""
+    callback_secret: str = field(default="", repr=False)
+    taskjuice_app_url: str = ""
+    public_url: str = ""
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    link_secrets: tuple[str, ...] = field(default=(), repr=False)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_tls: str = "starttls"
+    mail_from: str | None = None
+    reply_domain: str | None = None
+    inbound_smtp_port: int | None = None
+    inbound_webhook_secret: str | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 3000
+    allow_proceed_irreversible: bool = False
+    outbox_max_age: float = 86400.0
+    outbox_lease: float = 60.0
+    outbox_retry_base: float = 1.0
+    callback_timeout: float = 10.0
+    max_body_bytes: int = 262144
+    log_level: str = "INFO"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def callback_key(self) -> bytes:
+        """The raw HMAC key behind the `whsec_` callback secret."""
+        return base64.b64decode(self.callback_secret.removeprefix("whsec_"))
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | None = Path(".env"),
+    service: bool = True,
+) -> Settings:
+    """Build Settings from the environment over an optional `.env` file.
+
+    `service=False` reads only what the database needs (for `taskjuice-bot migrate`).
+    Raises SettingsError whose one-line message names every missing or malformed setting.
+    """
+    env = _read_dotenv(env_file)
+    env.update(os.environ if environ is None else environ)
+    env = {k: v.strip() for k, v in env.items() if v is not None and v.strip() != ""}
+    reader = _Reader(env)
+    values: dict[str, Any] = {
+        "database_url": reader.get("DATABASE_URL", _postgres_url),
+        "data_dir": Path(env.get("TASKJUICE_DATA_DIR", ".taskjuice")),
+        "log_level": reader.get("LOG_LEVEL", _log_level, "INFO"),
+    }
+    if service:
+        values |= _service_values(reader, env)
+    reader.raise_problems()
+    return Settings(**{k: v for k, v in values.items() if v is not None})
+
+
+def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
+    for name in _REQUIRED:
+        reader.require(name)
+    host = reader.get("HOST", str, "127.0.0.1")
+    port = reader.get("PORT", _port, 3000)
+    smtp_tls = reader.get("SMTP_TLS", _choice("none", "starttls", "tls"), "starttls")
+    values: dict[str, Any] = {
+        "api_tokens": reader.get("API_TOKENS", _token_list),
+        "callback_url": reader.get("CALLBACK_URL", _http_url),
+        "callback_secret": reader.get("CALLBACK_SECRET", _whsec),
+        "taskjuice_app_url": reader.get("TASKJUICE_APP_URL", _http_url),
+        "public_url": reader.get("PUBLIC_URL", _http_url, f"http://{host}:{port}"),
+        "slack_bot_token": env.get("SLACK_BOT_TOKEN"),
+        "slack_signing_secret": env.get("SLACK_SIGNING_SECRET"),
+        "slack_app_token": reader.get("SLACK_APP_TOKEN", _prefixed("xapp-")),
+        "slack_api_url": reader.get("SLACK_API_URL", _slash_url, "https://slack.com/api/"),
+        "link_secrets": reader.get("LINK_SECRETS", _token_list),
+        "smtp_host": env.get("SMTP_HOST"),
+        "smtp_port": reader.get("SMTP_PORT", _port, 465 if smtp_tls == "tls" else 587),
+        "smtp_username": env.get("SMTP_USERNAME"),
+        "smtp_password": env.get("SMTP_PASSWORD"),
+        "smtp_tls": smtp_tls,
+        "mail_from": env.get("MAIL_FROM"),
+        "reply_domain": env.get("REPLY_DOMAIN"),
+        "inbound_smtp_port": reader.get("INBOUND_SMTP_PORT", _port),
+        "inbound_webhook_secret": env.get("INBOUND_WEBHOOK_SECRET"),
+        "host": host,
+        "port": port,
+        "allow_proceed_irreversible": reader.get("ALLOW_PROCEED_IRREVERSIBLE", _bool, False),
+        "outbox_max_age": reader.get("OUTBOX_MAX_AGE", _positive, 86400.0),
+        "outbox_lease": reader.get("OUTBOX_LEASE", _positive, 60.0),
+        "outbox_retry_base": reader.get("OUTBOX_RETRY_BASE", _positive, 1.0),
+        "callback_timeout": reader.get("CALLBACK_TIMEOUT", _positive, 10.0),
+        "max_body_bytes": reader.get("MAX_BODY_BYTES", _port_like_int, 262144),
+    }
+    if env.get("SLACK_BOT_TOKEN") and not env.get("SLACK_APP_TOKEN"):
+        reader.require("SLACK_SIGNING_SECRET", "needed with SLACK_BOT_TOKEN in HTTP mode")
+    if env.get("SMTP_HOST"):
+        reader.require("MAIL_FROM", "needed with SMTP_HOST")
+        reader.require("LINK_SECRETS", "needed with SMTP_HOST for magic links")
+    timeout, lease = values["callback_timeout"], values["outbox_lease"]
+    if timeout is not None and lease is not None and timeout >= lease:
+        reader.problem("OUTBOX_LEASE", "must be longer than CALLBACK_TIMEOUT")
+    return values
+
+
+class _Reader:
+    """Collects every problem so the one start-up line names them all."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.problems: dict[str, str] = {}
+
+    def require(self, name: str, why: str = "required") -> None:
+        if name not in self.env:
+            self.problems.setdefault(name, f"missing ({why})")
+
+    def problem(self, name: str, what: str) -> None:
+        self.problems.setdefault(name, what)
+
+    def get(self, name: str, parse: Callable[[str], Any], default: Any = None) -> Any:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.setdefault(name, f"malformed ({exc})")
+            return default
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            listed = "; ".join(f"{name} {what}" for name, what in self.problems.items())
+            raise SettingsError(f"invalid settings: {listed}")
+
+
+def _read_dotenv(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _postgres_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("postgres", "postgresql"):
+        raise ValueError("expected postgresql://...")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _slash_url(raw: str) -> str:
+    return _http_url(raw) + "/"
+
+
+def _port(raw: str) -> int:
+    value = _port_like_int(raw)
+    if value > 65535:
+        raise ValueError("expected a port number")
+    return value
+
+
+def _port_like_int(raw: str) -> int:
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError("expected a positive whole number")
+    return int(raw)
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not value > 0:
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _token_list(raw: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise ValueError("expected at least one value")
+    return tokens
+
+
+def _whsec(raw: str) -> str:
+    if not raw.startswith("whsec_"):
+        raise ValueError("expected whsec_<base64>")
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("expected whsec_<base64>") from None
+    if len(key) < 16:
+        raise ValueError("the key must be at least 16 bytes")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(raw.upper())
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError("expected one of " + ", ".join(allowed))
+        return raw
+
+    return parse
+
+
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not raw.startswith(prefix):
+            raise ValueError(f"expected {prefix}...")
+        return raw
+
+    return parse

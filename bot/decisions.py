@@ -1,0 +1,231 @@
+"""The one decision path: every channel's approve/deny, and every other end of a task.
+
+`decide()` authorizes the person against the current tier, applies the self-approval rule and
+the quorum, and records the audit row, the outcome and the outbox rows in one short
+transaction. The task row is locked for that transaction, so concurrent deciders of one task
+queue behind each other and exactly one outcome wins; the conditional update is the backstop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bot import effects
+from bot.callbacks import approval_event
+from bot.domain import (
+    Actor,
+    ApprovalTask,
+    Approver,
+    Channel,
+    Decision,
+    Outcome,
+    Resolution,
+    TaskStatus,
+)
+from bot.errors import NotFound
+from bot.metrics import Metrics
+from store import tasks
+
+__all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
+
+MAX_REASON = 2000
+
+
+class Verdict(enum.StrEnum):
+    """What became of one person's decision."""
+
+    DECIDED = "decided"
+    COUNTED = "counted"
+    ALREADY_FINISHED = "already_finished"
+    ALREADY_VOTED = "already_voted"
+    NOT_APPROVER = "not_approver"
+    SELF_APPROVAL = "self_approval"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionResult:
+    """The verdict, the task as it now stands, and the audit row that explains it."""
+
+    verdict: Verdict
+    task: ApprovalTask
+    decision: Decision | None = None
+    approvals: int = 0
+    webhook_id: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict in (Verdict.DECIDED, Verdict.COUNTED)
+
+
+async def decide(
+    pool: asyncpg.Pool,
+    *,
+    task_id: UUID,
+    actor: Actor,
+    outcome: Outcome,
+    via: Channel,
+    reason: str | None = None,
+    client: dict[str, Any] | None = None,
+    content_hash: str | None = None,
+    tier: int | None = None,
+    metrics: Metrics | None = None,
+) -> DecisionResult:
+    """Record one person's approve or deny; see `Verdict` for what can come of it.
+
+    `content_hash` and `tier`, when given, are what the person was shown: if the task has
+    changed since (different content, or escalated to another tier), nothing is recorded.
+    """
+    reason = reason.strip()[:MAX_REASON] or None if reason else None
+    async with pool.acquire() as conn, conn.transaction():
+        task = await tasks.lock(conn, task_id)
+        if task is None:
+            raise NotFound("No such approval task.")
+        if task.status is not TaskStatus.PENDING:
+            final = await tasks.final_decision(conn, task_id)
+            return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
+        if (content_hash is not None and content_hash != task.content_hash) or (
+            tier is not None and tier != task.tier
+        ):
+            return DecisionResult(verdict=Verdict.STALE, task=task)
+        approver = _find(await tasks.tier_approvers(conn, task_id, task.tier), actor)
+        if approver is None:
+            return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
+        if outcome is Outcome.APPROVE and _is_requester(task, actor, approver):
+            return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
+        earlier = await tasks.vote_of(conn, task_id, task.tier, approver.id)
+        if earlier is not None:
+            return DecisionResult(verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier)
+
+        person = Actor(
+            email=approver.email or actor.email,
+            slack_user_id=approver.slack_user_id or actor.slack_user_id,
+            slack_team_id=approver.slack_team_id or actor.slack_team_id,
+        )
+        decision = await tasks.insert_decision(
+            conn,
+            task_id=task_id,
+            tier=task.tier,
+            action=outcome.value,
+            via=via,
+            actor=person,
+            approver_id=approver.id,
+            reason=reason,
+            client=client,
+        )
+        approvals = await tasks.count_approvals(conn, task_id, task.tier)
+        if outcome is Outcome.DENY:
+            ending: tuple[TaskStatus, Resolution] | None = (TaskStatus.DENIED, Resolution.DENY)
+        elif approvals >= task.required_approvals:
+            ending = (TaskStatus.APPROVED, Resolution.PROCEED)
+        else:
+            ending = None
+
+        if ending is None:
+            await effects.task_changed(conn, task_id, "vote")
+            _count(metrics, via, outcome.value)
+            return DecisionResult(
+                verdict=Verdict.COUNTED, task=task, decision=decision, approvals=approvals
+            )
+        webhook_id = await _conclude(conn, task, decision, *ending)
+        _count(metrics, via, outcome.value)
+        return DecisionResult(
+            verdict=Verdict.DECIDED,
+            task=_with(task, *ending),
+            decision=decision,
+            approvals=approvals,
+            webhook_id=webhook_id,
+        )
+
+
+async def cancel(
+    pool: asyncpg.Pool,
+    task_id: UUID,
+    *,
+    reason: str | None = None,
+    metrics: Metrics | None = None,
+) -> DecisionResult:
+    """The run was cancelled on the platform: end the task `cancelled` (resolution deny)."""
+    async with pool.acquire() as conn, conn.transaction():
+        task = await tasks.lock(conn, task_id)
+        if task is None:
+            raise NotFound("No such approval task.")
+        if task.status is not TaskStatus.PENDING:
+            final = await tasks.final_decision(conn, task_id)
+            return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
+        decision = await tasks.insert_decision(
+            conn,
+            task_id=task_id,
+            tier=task.tier,
+            action="cancel",
+            via=Channel.API,
+            actor=None,
+            reason=reason.strip()[:MAX_REASON] if reason else None,
+        )
+        webhook_id = await _conclude(conn, task, decision, TaskStatus.CANCELLED, Resolution.DENY)
+        _count(metrics, Channel.API, "cancel")
+        return DecisionResult(
+            verdict=Verdict.DECIDED,
+            task=_with(task, TaskStatus.CANCELLED, Resolution.DENY),
+            decision=decision,
+            webhook_id=webhook_id,
+        )
+
+
+async def _conclude(
+    conn: asyncpg.Connection,
+    task: ApprovalTask,
+    decision: Decision,
+    status: TaskStatus,
+    resolution: Resolution,
+) -> str | None:
+    """End the task with `decision` and queue its callback and message updates."""
+    if not await tasks.finish(conn, task, status, resolution, decision):
+        # The row lock makes this unreachable; if it ever happens, roll everything back.
+        raise RuntimeError(f"task {task.id} was not pending at tier {task.tier}")
+    body = approval_event(
+        status.value,
+        task,
+        status=status.value,
+        resolution=resolution.value,
+        via=decision.via,
+        decided_by=decision.actor,
+        reason=decision.reason,
+        decided_at=decision.decided_at,
+    )
+    return await effects.task_changed(conn, task.id, status.value, callback=body)
+
+
+def _find(approvers: list[Approver], actor: Actor) -> Approver | None:
+    return next((a for a in approvers if a.matches(actor)), None)
+
+
+def _is_requester(task: ApprovalTask, actor: Actor, approver: Approver) -> bool:
+    requester = task.requested_by
+    if requester is None or task.allow_self_approval:
+        return False
+    person = Actor(
+        email=approver.email or actor.email,
+        slack_user_id=approver.slack_user_id or actor.slack_user_id,
+    )
+    return Approver(
+        id=0,
+        tier=0,
+        email=requester.email,
+        slack_user_id=requester.slack_user_id,
+        slack_team_id=None,
+    ).matches(person)
+
+
+def _with(task: ApprovalTask, status: TaskStatus, resolution: Resolution) -> ApprovalTask:
+    return replace(task, status=status, resolution=resolution)
+
+
+def _count(metrics: Metrics | None, via: Channel, action: str) -> None:
+    if metrics is not None:
+        metrics.decisions.labels(via.value, action).inc()

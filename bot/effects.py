@@ -1,0 +1,106 @@
+"""What a change of a task or an alert must cause outside: outbox rows, in the same transaction.
+
+Channels (Slack, email) plug in through `ChannelPlugin`: the dispatcher hands them each
+`task.changed` and `alert.changed` item, and they queue their own posts, updates and mails.
+Whoever changes a task (decisions, the sweeper, the API) only calls the functions here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import asyncpg
+
+from store import outbox
+from store.outbox import OutboxItem
+
+__all__ = [
+    "ALERT_CHANGED",
+    "CALLBACK",
+    "TASK_CHANGED",
+    "ChannelPlugin",
+    "Fanout",
+    "alert_changed",
+    "task_changed",
+]
+
+CALLBACK = "callback"
+TASK_CHANGED = "task.changed"
+ALERT_CHANGED = "alert.changed"
+
+
+async def task_changed(
+    conn: asyncpg.Connection,
+    task_id: UUID,
+    event: str,
+    *,
+    callback: dict[str, Any] | None = None,
+) -> str | None:
+    """Queue the platform callback (if any) and the channels' refresh for one task change.
+
+    Returns the callback's `webhook-id`. Callbacks of one task leave in the order written.
+    """
+    webhook_id = None
+    if callback is not None:
+        webhook_id = await outbox.enqueue(
+            conn, CALLBACK, callback, task_id=task_id, ordering_key=f"callback:{task_id}"
+        )
+    await outbox.enqueue(
+        conn, TASK_CHANGED, {"task_id": str(task_id), "event": event}, task_id=task_id
+    )
+    return webhook_id
+
+
+async def alert_changed(conn: asyncpg.Connection, alert_id: int, event: str) -> None:
+    """Queue the channels' post or update of one alert's message."""
+    await outbox.enqueue(conn, ALERT_CHANGED, {"alert_id": alert_id, "event": event})
+
+
+async def workflow_callback(conn: asyncpg.Connection, body: dict[str, Any]) -> str:
+    """Queue a callback that is not about a task (e.g. `workflow.resume_requested`)."""
+    return await outbox.enqueue(conn, CALLBACK, body)
+
+
+class ChannelPlugin(Protocol):
+    """A delivery channel: turns task and alert changes into its own outbox work."""
+
+    async def task_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
+    ) -> None: ...
+
+    async def alert_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """Hands change items to every enabled channel in one transaction.
+
+    A channel derives its items' message ids from `item.message_id`, so running one change
+    twice (after a crash) queues nothing twice.
+    """
+
+    pool: asyncpg.Pool
+    channels: Sequence[ChannelPlugin]
+
+    async def task(self, item: OutboxItem) -> None:
+        if not self.channels:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            for channel in self.channels:
+                await channel.task_changed(
+                    conn, item, UUID(item.payload["task_id"]), item.payload["event"]
+                )
+
+    async def alert(self, item: OutboxItem) -> None:
+        if not self.channels:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            for channel in self.channels:
+                await channel.alert_changed(
+                    conn, item, int(item.payload["alert_id"]), item.payload["event"]
+                )

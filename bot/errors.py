@@ -1,0 +1,56 @@
+"""The bot's error hierarchy; each docstring doubles as the default message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BotError",
+    "Conflict",
+    "NotFound",
+    "SettingsError",
+    "ValidationFailed",
+]
+
+
+class BotError(Exception):
+    """Something went wrong in the TaskJuice bot."""
+
+    status = 400
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class SettingsError(BotError):
+    """A setting is missing or malformed."""
+
+
+class ValidationFailed(BotError):
+    """The request has invalid fields."""
+
+    status = 422
+
+    def __init__(self, fields: dict[str, str], message: str | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class NotFound(BotError):
+    """No such resource."""
+
+    status = 404
+
+
+class Conflict(BotError):
+    """The request conflicts with the current state."""
+
+    status = 409
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details

@@ -1,0 +1,205 @@
+"""The outbox dispatcher: claims due items, sends them, retries with backoff, dead-letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from bot.errors import BotError
+from bot.metrics import Metrics
+from store import outbox as queries
+from store.database import connect
+from store.outbox import NOTIFY_CHANNEL, OutboxItem
+
+__all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "backoff"]
+
+log = logging.getLogger("taskjuice.outbox")
+
+Handler = Callable[[OutboxItem], Awaitable[None]]
+
+
+class RetryLater(BotError):
+    """The receiver is not ready; the item will be tried again later."""
+
+    def __init__(self, message: str | None = None, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class GiveUp(BotError):
+    """The item can never be sent; it goes to the dead-letter state at once."""
+
+
+def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with jitter: about base·2^(n-1), capped, spread over ±50%."""
+    delay = min(cap, base * 2 ** max(attempts - 1, 0))
+    return random.uniform(delay / 2, delay)
+
+
+@dataclass(slots=True, kw_only=True)
+class Dispatcher:
+    """Sends outbox items in this process; any number of replicas may run one each."""
+
+    pool: asyncpg.Pool
+    database_url: str
+    handlers: dict[str, Handler]
+    metrics: Metrics
+    lease: float = 60.0
+    max_age: float = 86400.0
+    concurrency: int = 32
+    poll_interval: float = 1.0
+    retry_base: float = 1.0
+    shutdown_grace: float = 10.0
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _inflight: dict[int, asyncio.Task[None]] = field(init=False, default_factory=dict)
+
+    async def run(self) -> None:
+        """Dispatch until `stop()`; survives database outages by polling again."""
+        listener = asyncio.create_task(self._listen())
+        try:
+            while not self._stopping.is_set():
+                self._wakeup.clear()
+                free = self.concurrency - len(self._inflight)
+                claimed: list[OutboxItem] = []
+                if free > 0:
+                    try:
+                        async with self.pool.acquire() as conn:
+                            claimed = await queries.claim_due(
+                                conn, limit=free, lease=self.lease, worker=self.worker
+                            )
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                        log.warning(
+                            "outbox claim failed",
+                            extra={"event": "outbox.claim_failed", "error": type(exc).__name__},
+                        )
+                for item in claimed:
+                    task = asyncio.create_task(self._process(item))
+                    self._inflight[item.id] = task
+                    task.add_done_callback(functools.partial(self._finished, item.id))
+                if claimed and len(claimed) == free:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._drain()
+
+    def stop(self) -> None:
+        """Stop claiming; `run()` returns after in-flight items finish or are released."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    def _finished(self, item_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(item_id, None)
+        self._wakeup.set()
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        tasks = list(self._inflight.values())
+        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        unfinished = [item_id for item_id, t in self._inflight.items() if t in pending]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                async with self.pool.acquire() as conn:
+                    await queries.release(conn, unfinished, self.worker)
+            log.info(
+                "outbox claims released",
+                extra={"event": "outbox.released", "count": len(unfinished)},
+            )
+
+    async def _process(self, item: OutboxItem) -> None:
+        handler = self.handlers.get(item.kind)
+        try:
+            if handler is None:
+                raise RetryLater(f"no handler for {item.kind} in this process")
+            await handler(item)
+        except GiveUp as exc:
+            await self._failed(item, exc.message, delay=0.0, permanent=True)
+        except RetryLater as exc:
+            delay = (
+                exc.delay if exc.delay is not None else backoff(item.attempts, base=self.retry_base)
+            )
+            await self._failed(item, exc.message, delay=delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "outbox handler crashed",
+                extra={"event": "outbox.handler_error", "kind": item.kind, "item": item.id},
+            )
+            await self._failed(
+                item, type(exc).__name__, delay=backoff(item.attempts, base=self.retry_base)
+            )
+        else:
+            self.metrics.deliveries.labels(item.kind, "ok").inc()
+            await self._record(queries.mark_done, item.id)
+
+    async def _failed(
+        self, item: OutboxItem, error: str, *, delay: float, permanent: bool = False
+    ) -> None:
+        self.metrics.deliveries.labels(item.kind, "error").inc()
+        status = await self._record(
+            queries.mark_failed,
+            item.id,
+            delay=delay,
+            error=error,
+            max_age=None if permanent else self.max_age,
+        )
+        fields = {"kind": item.kind, "item": item.id, "attempts": item.attempts, "error": error}
+        if status == "dead":
+            self.metrics.dead_lettered.labels(item.kind).inc()
+            log.error("outbox item dead-lettered", extra={"event": "outbox.dead", **fields})
+        else:
+            log.warning(
+                "outbox delivery failed; will retry",
+                extra={"event": "outbox.retry", "retry_in": round(delay, 2), **fields},
+            )
+
+    async def _record(
+        self, query: Callable[..., Awaitable[str | None]], *args: object, **kwargs: object
+    ) -> str | None:
+        """Write an item's result; if the database is away, the lease brings the item back."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await query(conn, *args, **kwargs)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning(
+                "outbox result not recorded",
+                extra={"event": "outbox.record_failed", "error": type(exc).__name__},
+            )
+            return None
+
+    async def _listen(self) -> None:
+        """Wake the loop on NOTIFY; reconnect quietly. Polling covers every gap."""
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self.database_url, timeout=5)
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wakeup.set())
+                self._wakeup.set()
+                while not conn.is_closed():
+                    await asyncio.sleep(self.poll_interval * 5)
+                    await conn.execute("SELECT 1")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                await asyncio.sleep(self.poll_interval * 2)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)

@@ -1,0 +1,241 @@
+"""Turn API bodies into typed values, naming every bad field in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from bot.domain import Actor, NewApproval, NewTier, Reversibility, TimeoutPolicy
+from bot.errors import ValidationFailed
+from bot.schemas import SCHEMAS
+
+__all__ = ["check_schema", "field_path", "parse_new_approval"]
+
+_VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
+
+
+def field_path(parts: Iterable[Any]) -> str:
+    """`approvers[1].email` from a JSON path; `body` for the document itself."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def check_schema(schema: str, body: Any) -> dict[str, Any]:
+    """Validate `body` against a named schema; raise ValidationFailed naming each bad field."""
+    fields: dict[str, str] = {}
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": "must be an object"})
+    _find_nul(body, [], fields)
+    for error in _VALIDATORS[schema].iter_errors(body):
+        for path, message in _describe(error):
+            fields.setdefault(path, message)
+    if fields:
+        raise ValidationFailed(fields)
+    assert isinstance(body, dict)
+    return body
+
+
+def _find_nul(value: Any, path: list[Any], fields: dict[str, str]) -> None:
+    """PostgreSQL text cannot hold U+0000; name every string that carries one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            fields.setdefault(field_path(path), "must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                fields.setdefault(field_path(path), "must not contain NUL characters")
+            _find_nul(item, [*path, key], fields)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _find_nul(item, [*path, index], fields)
+
+
+def _describe(error: ValidationError) -> list[tuple[str, str]]:
+    path = list(error.absolute_path)
+    value = error.validator_value
+    match error.validator:
+        case "required":
+            missing = [name for name in value if name not in error.instance]
+            return [(field_path([*path, name]), "is required") for name in missing]
+        case "additionalProperties":
+            known = set(error.schema.get("properties", {}))
+            extra = [name for name in error.instance if name not in known]
+            return [(field_path([*path, name]), "is not a known field") for name in extra]
+        case "anyOf" if error.schema.get("anyOf", [{}])[0].get("required") == ["email"]:
+            return [(field_path(path), "needs an email or a slack_user_id")]
+        case "anyOf" | "oneOf" if error.context:
+            inner = best_match(error.context)
+            return _describe(inner) if inner is not None else [(field_path(path), "is invalid")]
+        case "type":
+            kinds = value if isinstance(value, list) else [value]
+            return [(field_path(path), "must be " + " or ".join(_article(k) for k in kinds))]
+        case "enum":
+            return [(field_path(path), "must be one of " + ", ".join(map(str, value)))]
+        case "minLength":
+            text = "must not be empty" if value == 1 else f"must be at least {value} characters"
+            return [(field_path(path), text)]
+        case "maxLength":
+            return [(field_path(path), f"must be at most {value} characters")]
+        case "pattern":
+            return [(field_path(path), _pattern_message(path))]
+        case "minimum":
+            return [(field_path(path), f"must be at least {value}")]
+        case "exclusiveMinimum":
+            return [(field_path(path), f"must be greater than {value}")]
+        case "maximum":
+            return [(field_path(path), f"must be at most {value}")]
+        case "exclusiveMaximum":
+            return [(field_path(path), f"must be less than {value}")]
+        case "minItems":
+            return [(field_path(path), f"must have at least {value} item(s)")]
+        case "maxItems":
+            return [(field_path(path), f"must have at most {value} items")]
+        case "maxProperties":
+            return [(field_path(path), f"must have at most {value} entries")]
+    return [(field_path(path), "is invalid")]
+
+
+def _article(kind: str) -> str:
+    return {"object": "an object", "array": "a list", "integer": "a whole number"}.get(
+        kind, "null" if kind == "null" else f"a {kind}"
+    )
+
+
+def _pattern_message(path: list[Any]) -> str:
+    last = next((p for p in reversed(path) if isinstance(p, str)), "")
+    return {
+        "email": "is not an email address",
+        "alert_emails": "is not an email address",
+        "slack_user_id": "is not a Slack user ID (U… or W…)",
+        "slack_team_id": "is not a Slack team ID (T… or E…)",
+        "slack_channel": "is not a Slack channel ID (C…, G… or D…)",
+        "workspace": "must be a URL-safe slug (letters, digits, . _ -)",
+        "currency": "must be a three-letter ISO 4217 code",
+    }.get(last, "has an invalid format")
+
+
+def _actor(raw: dict[str, Any]) -> Actor:
+    email = raw.get("email")
+    return Actor(
+        email=email.lower() if email else None,
+        slack_user_id=raw.get("slack_user_id"),
+        slack_team_id=raw.get("slack_team_id"),
+    )
+
+
+def _distinct(actors: Iterable[Actor]) -> tuple[Actor, ...]:
+    seen: set[str] = set()
+    out = []
+    for actor in actors:
+        keys = {f"e:{actor.email}" if actor.email else "", f"s:{actor.slack_user_id or ''}"}
+        keys.discard("")
+        keys.discard("s:")
+        if keys & seen:
+            continue
+        seen |= keys
+        out.append(actor)
+    return tuple(out)
+
+
+def parse_new_approval(body: Any, *, allow_proceed_irreversible: bool) -> NewApproval:
+    """A NewApproval from a create body; every problem is named in one ValidationFailed."""
+    data = check_schema("ApprovalCreate", body)
+    fields: dict[str, str] = {}
+    known = set(SCHEMAS["ApprovalCreate"]["properties"])
+    policy = TimeoutPolicy(data.get("timeout_policy", "deny"))
+    reversibility = Reversibility(data["reversibility"])
+    escalation = data.get("escalation") or []
+
+    expires_at: datetime | None = None
+    if ("expires_in" in data) == ("expires_at" in data):
+        fields["expires_in"] = "give exactly one of expires_in or expires_at"
+    elif "expires_at" in data:
+        expires_at = _parse_timestamp(data["expires_at"], fields)
+
+    if policy is TimeoutPolicy.ESCALATE and not escalation:
+        fields["escalation"] = "at least one tier is required when timeout_policy is escalate"
+    if escalation and policy is not TimeoutPolicy.ESCALATE:
+        fields["escalation"] = "escalation tiers apply only with timeout_policy escalate"
+    if (
+        policy is TimeoutPolicy.PROCEED
+        and reversibility is Reversibility.IRREVERSIBLE
+        and not allow_proceed_irreversible
+    ):
+        fields["timeout_policy"] = (
+            "proceed is refused for irreversible actions (operator setting "
+            "ALLOW_PROCEED_IRREVERSIBLE)"
+        )
+
+    requested_by = _actor(data["requested_by"]) if data.get("requested_by") else None
+    allow_self = bool(data.get("allow_self_approval", False))
+    required = int(data.get("required_approvals", 1))
+    tiers = [
+        NewTier(
+            approvers=_distinct(_actor(a) for a in data["approvers"]),
+            expires_in=data.get("expires_in"),
+            expires_at=expires_at,
+        )
+    ]
+    tiers += [
+        NewTier(approvers=_distinct(_actor(a) for a in t["approvers"]), expires_in=t["expires_in"])
+        for t in escalation
+    ]
+    for index, tier in enumerate(tiers):
+        eligible = [
+            a
+            for a in tier.approvers
+            if allow_self or requested_by is None or not _same(a, requested_by)
+        ]
+        if len(eligible) < required:
+            where = "approvers" if index == 0 else f"escalation[{index - 1}].approvers"
+            fields.setdefault(
+                where,
+                f"required_approvals is {required} but only {len(eligible)} distinct approver(s)"
+                " other than the requester can approve",
+            )
+    if fields:
+        raise ValidationFailed(fields)
+
+    deliver = {"slack": True, "email": True, "slack_channel": None} | data.get("deliver", {})
+    return NewApproval(
+        workspace=data["workspace"],
+        run_id=data["run_id"],
+        workflow=data["workflow"],
+        step=data.get("step"),
+        summary=data["summary"],
+        details=data.get("details", {}),
+        reversibility=reversibility,
+        tiers=tuple(tiers),
+        required_approvals=required,
+        requested_by=requested_by,
+        allow_self_approval=allow_self,
+        timeout_policy=policy,
+        remind_before=data.get("remind_before"),
+        remind_default="remind_before" not in data,
+        deliver=deliver,
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _same(a: Actor, b: Actor) -> bool:
+    if a.email and b.email and a.email == b.email:
+        return True
+    return bool(a.slack_user_id and a.slack_user_id == b.slack_user_id)
+
+
+def _parse_timestamp(raw: str, fields: dict[str, str]) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        fields["expires_at"] = "must be an RFC 3339 timestamp with a time zone"
+        return None
+    if value.tzinfo is None:
+        fields["expires_at"] = "must include a time zone (e.g. Z or +00:00)"
+        return None
+    return value

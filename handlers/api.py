@@ -1,0 +1,281 @@
+"""The platform's HTTP API under /api/v1: parse, call one function of `bot/`, render JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+
+from bot import alerts, approvals, decisions
+from bot.app_keys import METRICS, POOL, SETTINGS
+from bot.errors import BotError, Conflict, NotFound, ValidationFailed
+from bot.schemas import WORKSPACE_PATTERN
+from bot.validation import check_schema, parse_new_approval
+from handlers.openapi import openapi_document
+from store import outbox, tasks
+
+__all__ = ["api_app"]
+
+log = logging.getLogger("taskjuice.api")
+
+_STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
+_OUTBOX_STATUSES = ("pending", "done", "dead")
+
+# Failures that say "try again later", not "this request is wrong".
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def api_app() -> web.Application:
+    """The /api/v1 sub-application; settings, pool and metrics come from the parent."""
+    app = web.Application(middlewares=[_errors, _authenticate])
+    app.router.add_get("/openapi.json", openapi, allow_head=False)
+    app.router.add_post("/approvals", create_approval)
+    app.router.add_get("/approvals", list_approvals, allow_head=False)
+    app.router.add_get("/approvals/{id}", get_approval, allow_head=False)
+    app.router.add_post("/approvals/{id}/cancel", cancel_approval)
+    app.router.add_post("/events/spend", spend_event)
+    app.router.add_post("/events/connection", connection_event)
+    app.router.add_post("/events/throughput", throughput_event)
+    app.router.add_put("/workspaces/{workspace}", put_workspace)
+    app.router.add_get("/outbox", list_outbox, allow_head=False)
+    app.router.add_post("/outbox/{id}/retry", retry_outbox)
+    return app
+
+
+def _error(status: int, message: str, fields: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "fields": fields or {}}, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as JSON `{"error", "fields"}`; nothing leaves as a bare 500."""
+    try:
+        return await handler(request)
+    except ValidationFailed as exc:
+        return _error(exc.status, exc.message, exc.fields)
+    except BotError as exc:
+        return _error(exc.status, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.config_dict[SETTINGS].max_body_bytes
+        return _error(413, f"The request body is larger than {limit} bytes.")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except _UNAVAILABLE as exc:
+        log.warning(
+            "database unavailable",
+            extra={"event": "api.db_unavailable", "error": type(exc).__name__},
+        )
+        return _error(503, "The database is unavailable; retry later.")
+    except Exception:
+        log.exception("request failed", extra={"event": "api.error", "path": request.path})
+        return _error(500, "Internal error; it has been logged.")
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.endswith("/openapi.json"):
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    valid = request.config_dict[SETTINGS].api_tokens
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(token.strip().encode(), t.encode()) for t in valid
+    ):
+        response = _error(401, "A valid bearer token is required.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="taskjuice-bot"'
+        return response
+    return await handler(request)
+
+
+async def _json_body(request: web.Request, *, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationFailed(
+            {"body": "must be a JSON document"}, "The body is not JSON."
+        ) from None
+
+
+def _task_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["id"])
+    except ValueError:
+        raise NotFound("No such approval task.") from None
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.config_dict[SETTINGS].public_url))
+
+
+async def create_approval(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    body = await _json_body(request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        raise ValidationFailed({"Idempotency-Key": "must be 1 to 255 printable characters"})
+    new = parse_new_approval(body, allow_proceed_irreversible=settings.allow_proceed_irreversible)
+    digest = hashlib.sha256(tasks.dumps(body).encode()).hexdigest()
+    view, replayed = await approvals.create(
+        request.config_dict[POOL], new, idempotency_key=key, request_hash=digest
+    )
+    response = web.json_response(view, status=201)
+    response.headers["Location"] = f"/api/v1/approvals/{view['id']}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def get_approval(request: web.Request) -> web.Response:
+    return web.json_response(await approvals.get(request.config_dict[POOL], _task_id(request)))
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValidationFailed({"limit": "must be a whole number from 1 to 200"})
+    return int(raw)
+
+
+def _cursor_out(created_at: str, task_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at}|{task_id}".encode()).decode()
+
+
+def _cursor_in(raw: str) -> tuple[datetime, UUID]:
+    try:
+        created_at, task_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), UUID(task_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
+
+
+async def list_approvals(request: web.Request) -> web.Response:
+    fields: dict[str, str] = {}
+    status = request.query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        fields["status"] = "must be one of " + ", ".join(_STATUSES)
+    workspace = request.query.get("workspace") or None
+    limit, after = 50, None
+    try:
+        limit = _limit(request)
+    except ValidationFailed as exc:
+        fields |= exc.fields
+    try:
+        after = _cursor_in(request.query["cursor"]) if request.query.get("cursor") else None
+    except ValidationFailed as exc:
+        fields |= exc.fields
+    if fields:
+        raise ValidationFailed(fields)
+    async with request.config_dict[POOL].acquire() as conn:
+        items = await tasks.list_page(
+            conn, workspace=workspace, status=status, limit=limit, after=after
+        )
+    last = items[-1] if len(items) == limit else None
+    cursor = _cursor_out(last["created_at"], last["id"]) if last else None
+    return web.json_response({"items": items, "next_cursor": cursor})
+
+
+async def cancel_approval(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    body = check_schema("Cancel", await _json_body(request, optional=True))
+    result = await decisions.cancel(
+        request.config_dict[POOL],
+        task_id,
+        reason=body.get("reason"),
+        metrics=request.config_dict[METRICS],
+    )
+    view = await approvals.get(request.config_dict[POOL], task_id)
+    if result.verdict is decisions.Verdict.ALREADY_FINISHED and view["status"] != "cancelled":
+        raise Conflict(f"The task is already {view['status']}; it cannot be cancelled.")
+    return web.json_response(view)
+
+
+async def spend_event(request: web.Request) -> web.Response:
+    answer = await alerts.spend_event(request.config_dict[POOL], await _json_body(request))
+    return web.json_response(answer, status=202)
+
+
+async def connection_event(request: web.Request) -> web.Response:
+    answer = await alerts.connection_event(request.config_dict[POOL], await _json_body(request))
+    return web.json_response(answer, status=202)
+
+
+async def throughput_event(request: web.Request) -> web.Response:
+    answer = await alerts.throughput_event(request.config_dict[POOL], await _json_body(request))
+    return web.json_response(answer, status=202)
+
+
+async def put_workspace(request: web.Request) -> web.Response:
+    workspace = request.match_info["workspace"]
+    if not re.fullmatch(WORKSPACE_PATTERN, workspace):
+        raise ValidationFailed({"workspace": "must be a URL-safe slug (letters, digits, . _ -)"})
+    routing = await alerts.set_routing(
+        request.config_dict[POOL], workspace, await _json_body(request)
+    )
+    return web.json_response(routing)
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    status = request.query.get("status", "dead")
+    fields: dict[str, str] = {}
+    if status not in _OUTBOX_STATUSES:
+        fields["status"] = "must be one of " + ", ".join(_OUTBOX_STATUSES)
+    raw_after = request.query.get("cursor")
+    if raw_after is not None and not raw_after.isdigit():
+        fields["cursor"] = "is not a cursor this API returned"
+    try:
+        limit = _limit(request)
+    except ValidationFailed as exc:
+        fields |= exc.fields
+    if fields:
+        raise ValidationFailed(fields)
+    async with request.config_dict[POOL].acquire() as conn:
+        rows = await outbox.list_items(
+            conn, status=status, limit=limit, after=int(raw_after) if raw_after else None
+        )
+    items = [
+        {
+            k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return web.json_response({"items": items, "next_cursor": cursor})
+
+
+async def retry_outbox(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or int(raw) > 2**63 - 1:
+        raise NotFound("No such dead-lettered outbox item.")
+    async with request.config_dict[POOL].acquire() as conn:
+        if not await outbox.retry(conn, int(raw)):
+            raise NotFound("No such dead-lettered outbox item.")
+    return web.json_response({"id": int(raw), "status": "pending"})

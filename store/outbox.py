@@ -1,0 +1,198 @@
+"""The transactional outbox: what must reach the outside world, claimed under leases."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "OutboxItem",
+    "OutboxStats",
+    "claim_due",
+    "enqueue",
+    "list_items",
+    "mark_done",
+    "mark_failed",
+    "release",
+    "retry",
+    "stats",
+]
+
+NOTIFY_CHANNEL = "taskjuice_outbox"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    """One claimed piece of outbound work."""
+
+    id: int
+    kind: str
+    task_id: UUID | None
+    payload: dict[str, Any]
+    message_id: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    """What /metrics shows about the outbox."""
+
+    pending: int
+    oldest_age: float
+    dead: int
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    task_id: UUID | None = None,
+    ordering_key: str | None = None,
+    message_id: str | None = None,
+) -> str:
+    """Add work in the caller's transaction; wake dispatchers when it commits.
+
+    Returns the item's message id (for callbacks, the `webhook-id` every retry repeats). A
+    given `message_id` that is already queued adds nothing, so re-running a fan-out is harmless.
+    """
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    await conn.execute(
+        "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
+        kind,
+        payload,
+        task_id,
+        ordering_key,
+        message_id,
+    )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return message_id
+
+
+# Only the oldest pending item of an ordering key is claimable: a post before its updates.
+_CLAIM = """
+WITH due AS (
+    SELECT o.id FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= now()
+      AND (o.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM outbox p
+            WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id))
+    ORDER BY o.next_attempt_at, o.id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o
+SET attempts = o.attempts + 1, claimed_by = $3,
+    next_attempt_at = now() + make_interval(secs => $2)
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.kind, o.task_id, o.payload, o.message_id, o.attempts, o.created_at
+"""
+
+
+async def claim_due(
+    conn: asyncpg.Connection, *, limit: int, lease: float, worker: str
+) -> list[OutboxItem]:
+    """Claim up to `limit` due items for `lease` seconds; an unfinished claim then falls due."""
+    rows = await conn.fetch(_CLAIM, limit, lease, worker)
+    return [OutboxItem(**dict(r)) for r in sorted(rows, key=lambda r: r["id"])]
+
+
+async def mark_done(conn: asyncpg.Connection, item_id: int) -> None:
+    await conn.execute(
+        "UPDATE outbox SET status = 'done', finished_at = now(), claimed_by = NULL,"
+        " last_error = NULL WHERE id = $1 AND status = 'pending'",
+        item_id,
+    )
+
+
+async def mark_failed(
+    conn: asyncpg.Connection, item_id: int, *, delay: float, error: str, max_age: float | None
+) -> str:
+    """Schedule the next attempt, or dead-letter the item once it is older than `max_age`.
+
+    `max_age=None` dead-letters at once (a permanent failure). Returns the new status.
+    """
+    status: str | None = await conn.fetchval(
+        """
+        UPDATE outbox SET
+            status = CASE WHEN $4::float8 IS NULL
+                               OR created_at + make_interval(secs => $4::float8) < now()
+                          THEN 'dead' ELSE 'pending' END,
+            next_attempt_at = now() + make_interval(secs => $2),
+            last_error = left($3, 2000), claimed_by = NULL,
+            finished_at = CASE WHEN $4::float8 IS NULL
+                                    OR created_at + make_interval(secs => $4::float8) < now()
+                               THEN now() END
+        WHERE id = $1 AND status = 'pending'
+        RETURNING status
+        """,
+        item_id,
+        delay,
+        error,
+        max_age,
+    )
+    return status or "done"
+
+
+async def release(conn: asyncpg.Connection, item_ids: list[int], worker: str) -> None:
+    """Give back claims this worker will not finish (shutdown), due again at once."""
+    await conn.execute(
+        "UPDATE outbox SET next_attempt_at = now(), claimed_by = NULL,"
+        " attempts = greatest(attempts - 1, 0)"
+        " WHERE id = ANY($1::bigint[]) AND status = 'pending' AND claimed_by = $2",
+        item_ids,
+        worker,
+    )
+
+
+async def stats(conn: asyncpg.Connection) -> OutboxStats:
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM outbox WHERE status = 'pending') AS pending,
+          (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
+             FROM outbox WHERE status = 'pending') AS oldest_age,
+          (SELECT count(*) FROM outbox WHERE status = 'dead') AS dead
+        """
+    )
+    return OutboxStats(
+        pending=row["pending"], oldest_age=float(row["oldest_age"]), dead=row["dead"]
+    )
+
+
+async def list_items(
+    conn: asyncpg.Connection, *, status: str, limit: int, after: int | None
+) -> list[dict[str, Any]]:
+    """A page of outbox items in one status, newest first."""
+    rows = await conn.fetch(
+        """
+        SELECT id, kind, task_id, message_id, status, attempts, last_error, payload,
+               created_at, next_attempt_at, finished_at
+        FROM outbox WHERE status = $1 AND ($2::bigint IS NULL OR id < $2)
+        ORDER BY id DESC LIMIT $3
+        """,
+        status,
+        after,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def retry(conn: asyncpg.Connection, item_id: int) -> bool:
+    """Put a dead-lettered item back in line, restarting its retry window."""
+    done = await conn.fetchval(
+        "UPDATE outbox SET status = 'pending', next_attempt_at = now(), created_at = now(),"
+        " finished_at = NULL WHERE id = $1 AND status = 'dead' RETURNING true",
+        item_id,
+    )
+    if done:
+        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return bool(done)

@@ -1,0 +1,404 @@
+"""Queries on approval tasks, their tiers, approvers, audit rows and deliveries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bot.domain import (
+    Actor,
+    ApprovalTask,
+    Approver,
+    Channel,
+    Decision,
+    NewApproval,
+    Resolution,
+    Reversibility,
+    TaskStatus,
+    TimeoutPolicy,
+)
+
+__all__ = [
+    "count_approvals",
+    "final_decision",
+    "finish",
+    "insert",
+    "insert_decision",
+    "list_page",
+    "lock",
+    "task_view",
+    "tier_approvers",
+    "vote_of",
+]
+
+
+def _task(row: asyncpg.Record) -> ApprovalTask:
+    requested = row["requested_by"]
+    return ApprovalTask(
+        id=row["id"],
+        workspace=row["workspace"],
+        run_id=row["run_id"],
+        summary=row["summary"],
+        reversibility=Reversibility(row["reversibility"]),
+        status=TaskStatus(row["status"]),
+        resolution=Resolution(row["resolution"]) if row["resolution"] else None,
+        timeout_policy=TimeoutPolicy(row["timeout_policy"]),
+        required_approvals=row["required_approvals"],
+        allow_self_approval=row["allow_self_approval"],
+        requested_by=Actor(**requested) if requested else None,
+        tier=row["tier"],
+        tier_count=row["tier_count"],
+        expires_at=row["expires_at"],
+        content_hash=row["content_hash"],
+    )
+
+
+def _decision(row: asyncpg.Record) -> Decision:
+    has_actor = row["actor_email"] or row["actor_slack_user_id"]
+    return Decision(
+        id=row["id"],
+        task_id=row["task_id"],
+        tier=row["tier"],
+        action=row["action"],
+        via=Channel(row["via"]),
+        actor=Actor(
+            email=row["actor_email"],
+            slack_user_id=row["actor_slack_user_id"],
+            slack_team_id=row["actor_slack_team_id"],
+        )
+        if has_actor
+        else None,
+        reason=row["reason"],
+        decided_at=row["decided_at"],
+    )
+
+
+def _requested_json(actor: Actor | None) -> dict[str, Any] | None:
+    if actor is None:
+        return None
+    return {
+        k: v
+        for k, v in {
+            "email": actor.email,
+            "slack_user_id": actor.slack_user_id,
+            "slack_team_id": actor.slack_team_id,
+        }.items()
+        if v
+    }
+
+
+async def insert(
+    conn: asyncpg.Connection, task_id: UUID, new: NewApproval, content_hash: str
+) -> datetime:
+    """Store a new task with every tier; return its first expiry (the database clock decides)."""
+    first = new.tiers[0]
+    expires_at: datetime = await conn.fetchval(
+        """
+        INSERT INTO tasks (id, workspace, run_id, workflow, step, summary, details, reversibility,
+            required_approvals, requested_by, allow_self_approval, timeout_policy, deliver, extra,
+            content_hash, tier_count, expires_at, remind_before, remind_default)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+            COALESCE($17, now() + make_interval(secs => $18)), $19, $20)
+        RETURNING expires_at
+        """,
+        task_id,
+        new.workspace,
+        new.run_id,
+        new.workflow,
+        new.step,
+        new.summary,
+        new.details,
+        new.reversibility.value,
+        new.required_approvals,
+        _requested_json(new.requested_by),
+        new.allow_self_approval,
+        new.timeout_policy.value,
+        new.deliver,
+        new.extra,
+        content_hash,
+        len(new.tiers),
+        first.expires_at,
+        first.expires_in,
+        new.remind_before,
+        new.remind_default,
+    )
+    await conn.executemany(
+        "INSERT INTO approver_tiers (task_id, tier, expires_in) VALUES ($1, $2, $3)",
+        [(task_id, i, tier.expires_in) for i, tier in enumerate(new.tiers)],
+    )
+    await conn.executemany(
+        "INSERT INTO approvers (task_id, tier, email, slack_user_id, slack_team_id)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        [
+            (task_id, i, a.email, a.slack_user_id, a.slack_team_id)
+            for i, tier in enumerate(new.tiers)
+            for a in tier.approvers
+        ],
+    )
+    return expires_at
+
+
+async def lock(conn: asyncpg.Connection, task_id: UUID) -> ApprovalTask | None:
+    """The task, row-locked until the transaction ends (serialises deciders of one task)."""
+    row = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+    return _task(row) if row else None
+
+
+async def tier_approvers(conn: asyncpg.Connection, task_id: UUID, tier: int) -> list[Approver]:
+    rows = await conn.fetch(
+        "SELECT id, tier, email, slack_user_id, slack_team_id FROM approvers"
+        " WHERE task_id = $1 AND tier = $2 ORDER BY id",
+        task_id,
+        tier,
+    )
+    return [Approver(**dict(r)) for r in rows]
+
+
+async def vote_of(
+    conn: asyncpg.Connection, task_id: UUID, tier: int, approver_id: int
+) -> Decision | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM decisions WHERE task_id = $1 AND tier = $2 AND approver_id = $3",
+        task_id,
+        tier,
+        approver_id,
+    )
+    return _decision(row) if row else None
+
+
+async def insert_decision(
+    conn: asyncpg.Connection,
+    *,
+    task_id: UUID,
+    tier: int,
+    action: str,
+    via: Channel,
+    actor: Actor | None,
+    approver_id: int | None = None,
+    reason: str | None = None,
+    client: dict[str, Any] | None = None,
+) -> Decision:
+    """Write one audit row."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO decisions (task_id, tier, approver_id, action, via, actor_email,
+            actor_slack_user_id, actor_slack_team_id, reason, client)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        RETURNING *
+        """,
+        task_id,
+        tier,
+        approver_id,
+        action,
+        via.value,
+        actor.email if actor else None,
+        actor.slack_user_id if actor else None,
+        actor.slack_team_id if actor else None,
+        reason,
+        client or {},
+    )
+    return _decision(row)
+
+
+async def count_approvals(conn: asyncpg.Connection, task_id: UUID, tier: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM decisions WHERE task_id = $1 AND tier = $2 AND action = 'approve'",
+        task_id,
+        tier,
+    )
+    return count
+
+
+async def finish(
+    conn: asyncpg.Connection,
+    task: ApprovalTask,
+    status: TaskStatus,
+    resolution: Resolution,
+    decision: Decision,
+) -> bool:
+    """Move a pending task to its outcome; False if it is no longer pending at that tier."""
+    done = await conn.fetchval(
+        """
+        UPDATE tasks SET status = $2, resolution = $3, final_decision_id = $4,
+            finished_at = now(), updated_at = now()
+        WHERE id = $1 AND status = 'pending' AND tier = $5
+        RETURNING true
+        """,
+        task.id,
+        status.value,
+        resolution.value,
+        decision.id,
+        task.tier,
+    )
+    return bool(done)
+
+
+async def final_decision(conn: asyncpg.Connection, task_id: UUID) -> Decision | None:
+    """The audit row that ended the task, if it has ended."""
+    row = await conn.fetchrow(
+        "SELECT d.* FROM decisions d JOIN tasks t ON t.final_decision_id = d.id WHERE t.id = $1",
+        task_id,
+    )
+    return _decision(row) if row else None
+
+
+async def task_view(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:
+    """The task as the API shows it: with approvers, escalation tiers, audit and deliveries."""
+    row = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+    if row is None:
+        return None
+    tiers = await conn.fetch(
+        "SELECT tier, expires_in FROM approver_tiers WHERE task_id = $1 ORDER BY tier", task_id
+    )
+    people = await conn.fetch(
+        "SELECT id, tier, email, slack_user_id, slack_team_id FROM approvers"
+        " WHERE task_id = $1 ORDER BY tier, id",
+        task_id,
+    )
+    audit = await conn.fetch("SELECT * FROM decisions WHERE task_id = $1 ORDER BY id", task_id)
+    shown = await conn.fetch("SELECT * FROM deliveries WHERE task_id = $1 ORDER BY id", task_id)
+    return _view(row, tiers, people, audit, shown)
+
+
+def _person(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: row[k] for k in ("email", "slack_user_id", "slack_team_id") if row[k]}
+
+
+def _view(
+    row: asyncpg.Record,
+    tiers: list[asyncpg.Record],
+    people: list[asyncpg.Record],
+    audit: list[asyncpg.Record],
+    shown: list[asyncpg.Record],
+) -> dict[str, Any]:
+    by_tier: dict[int, list[dict[str, Any]]] = {}
+    for p in people:
+        by_tier.setdefault(p["tier"], []).append(_person(p))
+    return {
+        "id": str(row["id"]),
+        "workspace": row["workspace"],
+        "run_id": row["run_id"],
+        "workflow": row["workflow"],
+        "step": row["step"],
+        "summary": row["summary"],
+        "details": row["details"],
+        "reversibility": row["reversibility"],
+        "approvers": by_tier.get(0, []),
+        "required_approvals": row["required_approvals"],
+        "requested_by": row["requested_by"],
+        "allow_self_approval": row["allow_self_approval"],
+        "timeout_policy": row["timeout_policy"],
+        "escalation": [
+            {"approvers": by_tier.get(t["tier"], []), "expires_in": t["expires_in"]}
+            for t in tiers
+            if t["tier"] > 0
+        ],
+        "remind_before": row["remind_before"],
+        "deliver": row["deliver"],
+        "status": row["status"],
+        "resolution": row["resolution"],
+        "tier": row["tier"],
+        "expires_at": _iso(row["expires_at"]),
+        "created_at": _iso(row["created_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "decisions": [_audit_json(a) for a in audit],
+        "deliveries": [_delivery_json(d) for d in shown],
+    }
+
+
+def _audit_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "tier": row["tier"],
+        "action": row["action"],
+        "via": row["via"],
+        "by": {
+            k: v
+            for k, v in {
+                "email": row["actor_email"],
+                "slack_user_id": row["actor_slack_user_id"],
+                "slack_team_id": row["actor_slack_team_id"],
+            }.items()
+            if v
+        }
+        or None,
+        "reason": row["reason"],
+        "client": row["client"],
+        "at": _iso(row["decided_at"]),
+    }
+
+
+def _delivery_json(row: asyncpg.Record) -> dict[str, Any]:
+    keys = (
+        "channel",
+        "purpose",
+        "tier",
+        "slack_team_id",
+        "slack_channel",
+        "slack_ts",
+        "mail_to",
+        "mail_message_id",
+    )
+    return {k: row[k] for k in keys if row[k] is not None} | {"at": _iso(row["created_at"])}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    *,
+    workspace: str | None,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[dict[str, Any]]:
+    """One page of tasks, newest first, after the (created_at, id) cursor; no audit rows."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM tasks
+        WHERE ($1::text IS NULL OR workspace = $1)
+          AND ($2::text IS NULL OR status = $2)
+          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT $5
+        """,
+        workspace,
+        status,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    ids = [r["id"] for r in rows]
+    tiers = await conn.fetch(
+        "SELECT task_id, tier, expires_in FROM approver_tiers WHERE task_id = ANY($1::uuid[])"
+        " ORDER BY tier",
+        ids,
+    )
+    people = await conn.fetch(
+        "SELECT id, task_id, tier, email, slack_user_id, slack_team_id FROM approvers"
+        " WHERE task_id = ANY($1::uuid[]) ORDER BY tier, id",
+        ids,
+    )
+    views = []
+    for row in rows:
+        view = _view(
+            row,
+            [t for t in tiers if t["task_id"] == row["id"]],
+            [p for p in people if p["task_id"] == row["id"]],
+            [],
+            [],
+        )
+        del view["decisions"], view["deliveries"]
+        views.append(view)
+    return views
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) for hashing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

