@@ -162,6 +162,8 @@ class Dispatcher:
             error=error,
             max_age=None if permanent else self.max_age,
         )
+        if status == "pending" and delay < self.poll_interval:
+            asyncio.get_running_loop().call_later(delay, self._wakeup.set)
         fields = {"kind": item.kind, "item": item.id, "attempts": item.attempts, "error": error}
         if status == "dead":
             self.metrics.dead_lettered.labels(item.kind).inc()

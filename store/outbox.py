@@ -107,8 +107,8 @@ async def claim_due(
 
 async def mark_done(conn: asyncpg.Connection, item_id: int) -> None:
     await conn.execute(
-        "UPDATE outbox SET status = 'done', finished_at = now(), claimed_by = NULL,"
-        " last_error = NULL WHERE id = $1 AND status = 'pending'",
+        "UPDATE outbox SET status = 'done', finished_at = now(), last_error = NULL"
+        " WHERE id = $1 AND status = 'pending'",
         item_id,
     )
 

@@ -62,6 +62,7 @@ class Received:
 
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0
 
     @property
     def json(self) -> dict[str, Any]:
@@ -85,6 +86,7 @@ class CallbackReceiver:
     fail_next: int = 0
     fail_status: int = 503
     retry_after: str | None = None
+    delay: float = 0.0
     hanging: asyncio.Event | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -105,10 +107,12 @@ class CallbackReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        received = Received(headers=headers, body=body)
+        received = Received(headers=headers, body=body, at=asyncio.get_running_loop().time())
         self.attempts.append(received)
         if self.hanging is not None:
             await self.hanging.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)  # a slow platform, not synchronisation
         if self.fail_next > 0:
             self.fail_next -= 1
             received.headers["x-test-answered"] = str(self.fail_status)
@@ -192,10 +196,9 @@ class ServiceProcess:
             self.proc.wait(10)
 
     async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return await eventually(
-            lambda: self.proc.poll() is not None and (self.proc.returncode,),
-            timeout=30,
-            what="service exit",
-        )
+        """SIGTERM, then wait for the process to exit; returns its exit code."""
+        proc = self.proc
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        await eventually(lambda: proc.poll() is not None, timeout=30, what="service exit")
+        return proc.returncode

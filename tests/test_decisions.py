@@ -1,0 +1,204 @@
+"""The one decision path: authorization, self-approval, quorum, first outcome wins."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bot import approvals
+from bot.decisions import Verdict, cancel, decide
+from bot.domain import Actor, Channel, Outcome, TaskStatus
+from bot.validation import parse_new_approval
+from tests.conftest import approval_body
+
+DANA = Actor(email="dana@acme.test")
+LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
+OPS = Actor(email="ops@acme.test")
+
+
+async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
+    new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
+    view, _ = await approvals.create(pool, new)
+    return UUID(view["id"])
+
+
+async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return list(await conn.fetch(sql, *args))
+
+
+async def test_an_approver_approves_and_the_callback_is_queued(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    result = await decide(
+        pool,
+        task_id=task_id,
+        actor=DANA,
+        outcome=Outcome.APPROVE,
+        via=Channel.SLACK,
+        client={"slack_team_id": "T0001"},
+    )
+    assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.APPROVED
+    [callback] = await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")
+    body = callback["payload"]
+    assert body["type"] == "approval.approved"
+    assert body["data"]["resolution"] == "proceed" and body["data"]["via"] == "slack"
+    assert body["data"]["decided_by"] == {"email": "dana@acme.test", "slack_user_id": None}
+    assert callback["message_id"] == result.webhook_id
+
+
+async def test_a_slack_approver_is_recognised_by_user_id(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    result = await decide(
+        pool,
+        task_id=task_id,
+        actor=LEE,
+        outcome=Outcome.DENY,
+        via=Channel.SLACK,
+        reason="  wrong customer  ",
+    )
+    assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.DENIED
+    assert result.decision is not None and result.decision.reason == "wrong customer"
+
+
+async def test_email_matching_ignores_case(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    result = await decide(
+        pool,
+        task_id=task_id,
+        actor=Actor(email="Dana@ACME.test"),
+        outcome=Outcome.APPROVE,
+        via=Channel.EMAIL_LINK,
+    )
+    assert result.verdict is Verdict.DECIDED
+
+
+async def test_a_non_approver_changes_nothing(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    for actor in (Actor(email="mallory@evil.test"), Actor(slack_user_id="U999"), Actor()):
+        result = await decide(
+            pool, task_id=task_id, actor=actor, outcome=Outcome.APPROVE, via=Channel.SLACK
+        )
+        assert result.verdict is Verdict.NOT_APPROVER and not result.changed
+    assert await rows(pool, "SELECT * FROM decisions") == []
+    assert await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'") == []
+
+
+async def test_the_requester_may_not_approve_their_own_request(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(
+        pool, approvers=[{"email": "ops@acme.test"}, {"email": "dana@acme.test"}]
+    )
+    refused = await decide(
+        pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
+    )
+    assert refused.verdict is Verdict.SELF_APPROVAL
+    assert await rows(pool, "SELECT * FROM decisions") == []
+    denied = await decide(pool, task_id=task_id, actor=OPS, outcome=Outcome.DENY, via=Channel.SLACK)
+    assert denied.verdict is Verdict.DECIDED and denied.task.status is TaskStatus.DENIED
+
+
+async def test_self_approval_when_the_request_allows_it(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool, approvers=[{"email": "ops@acme.test"}], allow_self_approval=True)
+    result = await decide(
+        pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
+    )
+    assert result.verdict is Verdict.DECIDED
+
+
+async def test_a_quorum_of_two_needs_two_distinct_approvers(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool, required_approvals=2)
+    first = await decide(
+        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
+    )
+    assert first.verdict is Verdict.COUNTED and first.approvals == 1
+    assert first.task.status is TaskStatus.PENDING
+    again = await decide(
+        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.EMAIL_LINK
+    )
+    assert again.verdict is Verdict.ALREADY_VOTED
+    assert again.decision is not None and again.decision.via is Channel.SLACK
+    assert await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'") == []
+    second = await decide(
+        pool, task_id=task_id, actor=LEE, outcome=Outcome.APPROVE, via=Channel.SLACK
+    )
+    assert second.verdict is Verdict.DECIDED and second.approvals == 2
+    assert second.task.status is TaskStatus.APPROVED
+    [callback] = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback'")
+    assert callback["payload"]["data"]["decided_by"]["slack_user_id"] == "U024BE7LH"
+
+
+async def test_one_deny_denies_even_after_an_approval(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool, required_approvals=2)
+    await decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK)
+    result = await decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.DENY, via=Channel.SLACK)
+    assert result.task.status is TaskStatus.DENIED
+
+
+async def test_deciding_a_finished_task_reports_who_already_decided(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    await decide(
+        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.EMAIL_REPLY
+    )
+    late = await decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.DENY, via=Channel.SLACK)
+    assert late.verdict is Verdict.ALREADY_FINISHED and not late.changed
+    assert late.task.status is TaskStatus.APPROVED
+    assert late.decision is not None
+    assert late.decision.actor is not None and late.decision.actor.email == "dana@acme.test"
+    assert late.decision.via is Channel.EMAIL_REPLY and late.decision.decided_at is not None
+    assert len(await rows(pool, "SELECT * FROM decisions")) == 1
+
+
+async def test_a_stale_message_decides_nothing(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    for kwargs in ({"content_hash": "something-else"}, {"tier": 1}):
+        result = await decide(
+            pool,
+            task_id=task_id,
+            actor=DANA,
+            outcome=Outcome.APPROVE,
+            via=Channel.EMAIL_LINK,
+            **kwargs,
+        )
+        assert result.verdict is Verdict.STALE
+    assert await rows(pool, "SELECT * FROM decisions") == []
+
+
+async def test_fifty_concurrent_decisions_have_exactly_one_outcome(pool: asyncpg.Pool) -> None:
+    approvers = [{"email": f"approver{i}@acme.test"} for i in range(50)]
+    task_id = await new_task(pool, approvers=approvers)
+    results = await asyncio.gather(
+        *[
+            decide(
+                pool,
+                task_id=task_id,
+                actor=Actor(email=f"approver{i}@acme.test"),
+                outcome=Outcome.APPROVE if i % 2 else Outcome.DENY,
+                via=Channel.SLACK,
+            )
+            for i in range(50)
+        ]
+    )
+    winners = [r for r in results if r.verdict is Verdict.DECIDED]
+    assert len(winners) == 1
+    assert all(r.verdict is Verdict.ALREADY_FINISHED for r in results if r not in winners)
+    assert len(await rows(pool, "SELECT * FROM decisions")) == 1
+    assert len(await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")) == 1
+    [task] = await rows(pool, "SELECT status, final_decision_id FROM tasks")
+    assert task["status"] == winners[0].task.status.value
+    assert task["final_decision_id"] == winners[0].decision.id  # type: ignore[union-attr]
+
+
+async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    cancelled = await cancel(pool, task_id, reason="run cancelled")
+    assert cancelled.verdict is Verdict.DECIDED
+    late = await decide(
+        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
+    )
+    assert late.verdict is Verdict.ALREADY_FINISHED
+    assert late.task.status is TaskStatus.CANCELLED
+    assert late.decision is not None and late.decision.via is Channel.API
+    [callback] = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback'")
+    assert callback["payload"]["type"] == "approval.cancelled"

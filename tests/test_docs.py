@@ -1,0 +1,22 @@
+"""The README keeps its promises: the settings table and the two commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.config import SETTINGS_HELP
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+
+
+def test_readme_documents_every_setting() -> None:
+    for name, _ in SETTINGS_HELP:
+        assert f"| `{name}` |" in README, name
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    blocks = README.split("```sh\n")
+    test_command = blocks[2].split("\n```")[0].strip()
+    assert "pytest" in test_command
+    assert test_command in CI
