@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,11 +11,12 @@ from aiohttp import web
 
 from bot import effects
 from bot.app_keys import METRICS, POOL, SETTINGS
-from bot.callbacks import CallbackSender
+from bot.callbacks import CallbackSender, callback_body
 from bot.config import Settings
 from bot.effects import Fanout
 from bot.metrics import Metrics
 from bot.outbox import Dispatcher, Handler
+from bot.sweeper import Sweeper
 from handlers import health
 from handlers.api import api_app
 from store.database import connect, create_pool, wait_for_database
@@ -65,7 +65,12 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
             )
         dispatcher = _dispatcher(app, pool, database_url, session)
         app[DISPATCHER] = dispatcher
-        running = asyncio.create_task(dispatcher.run()) if workers else None
+        sweeper = Sweeper(pool=pool, metrics=app[METRICS], interval=settings.sweep_interval)
+        running = (
+            [asyncio.create_task(dispatcher.run()), asyncio.create_task(sweeper.run())]
+            if workers
+            else []
+        )
         log.info(
             "taskjuice-bot ready",
             extra={"event": "service.ready", "host": settings.host, "port": settings.port},
@@ -73,10 +78,9 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
         try:
             yield
         finally:
+            sweeper.stop()
             dispatcher.stop()
-            if running is not None:
-                with contextlib.suppress(Exception):
-                    await running
+            await asyncio.gather(*running, return_exceptions=True)
             await session.close()
             await pool.close()
             log.info("taskjuice-bot stopped", extra={"event": "service.stopped"})
@@ -97,7 +101,7 @@ def _dispatcher(
     fanout = Fanout(app[POOL], channels=[])
 
     async def send_callback(item: OutboxItem) -> None:
-        await callbacks.send(item.message_id, item.payload)
+        await callbacks.send(item.message_id, await callback_body(app[POOL], item.payload))
 
     handlers: dict[str, Handler] = {
         effects.CALLBACK: send_callback,

@@ -7,50 +7,74 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 
-from bot.domain import Actor, ApprovalTask, Channel
-from bot.outbox import RetryLater
+from bot.domain import ApprovalTask, Decision
+from bot.outbox import GiveUp, RetryLater
+from store import tasks
 
-__all__ = ["CallbackSender", "approval_event", "sign"]
+__all__ = ["CallbackSender", "approval_event", "callback_body", "sign"]
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC with milliseconds, as the sweeper's SQL writes it too."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# The audit action that ends (or escalates) a task → callback type, status and resolution.
+_OUTCOMES: dict[str, tuple[str, str, str | None]] = {
+    "approve": ("approved", "approved", "proceed"),
+    "deny": ("denied", "denied", "deny"),
+    "cancel": ("cancelled", "cancelled", "deny"),
+    "expire": ("expired", "expired", "deny"),
+    "proceed": ("expired", "expired", "proceed"),
+    "escalate": ("escalated", "pending", None),
+}
 
 
 def approval_event(
-    event: str,
-    task: ApprovalTask,
-    *,
-    status: str,
-    resolution: str | None,
-    via: Channel,
-    decided_by: Actor | None,
-    reason: str | None,
-    decided_at: datetime,
-    extra: dict[str, Any] | None = None,
+    task: ApprovalTask, decision: Decision, *, next_tier_expires_in: int | None = None
 ) -> dict[str, Any]:
-    """The callback body for `approval.<event>`, exactly as DESIGN.md fixes it."""
+    """The callback body for the audit row that ended or escalated `task` (DESIGN.md §3).
+
+    Built from immutable rows, so every retry of one callback carries the same body.
+    """
+    event, status, resolution = _OUTCOMES[decision.action]
     data: dict[str, Any] = {
         "id": str(task.id),
         "workspace": task.workspace,
         "run_id": task.run_id,
         "status": status,
         "resolution": resolution,
-        "decided_by": decided_by.as_json() if decided_by else None,
-        "via": via.value,
-        "reason": reason,
-        "decided_at": _iso(decided_at),
+        "decided_by": decision.actor.as_json() if decision.actor else None,
+        "via": decision.via.value,
+        "reason": decision.reason,
+        "decided_at": _iso(decision.decided_at),
     }
-    return {
-        "type": f"approval.{event}",
-        "timestamp": _iso(decided_at),
-        "data": data | (extra or {}),
-    }
+    if decision.action == "escalate" and next_tier_expires_in is not None:
+        # The escalation set the new tier's expiry in the same transaction (same now()).
+        expires = decision.decided_at + timedelta(seconds=next_tier_expires_in)
+        data |= {"tier": decision.tier + 1, "expires_at": _iso(expires)}
+    return {"type": f"approval.{event}", "timestamp": _iso(decision.decided_at), "data": data}
+
+
+async def callback_body(pool: asyncpg.Pool, payload: dict[str, Any]) -> dict[str, Any]:
+    """The body an outbox callback item stands for: a task event by its audit row, or a
+    ready body (events that are not about a task)."""
+    if "decision_id" not in payload:
+        body = payload.get("body")
+        if not isinstance(body, dict):
+            raise GiveUp("callback item has neither a decision_id nor a body")
+        return body
+    async with pool.acquire() as conn:
+        found = await tasks.decision_event(conn, int(payload["decision_id"]))
+    if found is None:
+        raise GiveUp(f"audit row {payload['decision_id']} no longer exists")
+    return approval_event(*found[:2], next_tier_expires_in=found[2])
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

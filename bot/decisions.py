@@ -16,7 +16,6 @@ from uuid import UUID
 import asyncpg
 
 from bot import effects
-from bot.callbacks import approval_event
 from bot.domain import (
     Actor,
     ApprovalTask,
@@ -29,7 +28,7 @@ from bot.domain import (
 )
 from bot.errors import NotFound
 from bot.metrics import Metrics
-from store import tasks
+from store import sweep, tasks
 
 __all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
 
@@ -83,9 +82,7 @@ async def decide(
     """
     reason = reason.strip()[:MAX_REASON] or None if reason else None
     async with pool.acquire() as conn, conn.transaction():
-        task = await tasks.lock(conn, task_id)
-        if task is None:
-            raise NotFound("No such approval task.")
+        task = await _lock_current(conn, task_id)
         if task.status is not TaskStatus.PENDING:
             final = await tasks.final_decision(conn, task_id)
             return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
@@ -152,9 +149,7 @@ async def cancel(
 ) -> DecisionResult:
     """The run was cancelled on the platform: end the task `cancelled` (resolution deny)."""
     async with pool.acquire() as conn, conn.transaction():
-        task = await tasks.lock(conn, task_id)
-        if task is None:
-            raise NotFound("No such approval task.")
+        task = await _lock_current(conn, task_id)
         if task.status is not TaskStatus.PENDING:
             final = await tasks.final_decision(conn, task_id)
             return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
@@ -177,6 +172,22 @@ async def cancel(
         )
 
 
+async def _lock_current(conn: asyncpg.Connection, task_id: UUID) -> ApprovalTask:
+    """Lock the task; if its tier has run out, apply the timeout policy first.
+
+    The database clock decides: a click one millisecond after the deadline meets the task as
+    the sweeper would leave it, whether or not a sweeper has run yet.
+    """
+    task = await tasks.lock(conn, task_id)
+    if task is None:
+        raise NotFound("No such approval task.")
+    if task.overdue:
+        await sweep.expire_due(conn, limit=1, task_id=task_id)
+        task = await tasks.lock(conn, task_id)
+        assert task is not None
+    return task
+
+
 async def _conclude(
     conn: asyncpg.Connection,
     task: ApprovalTask,
@@ -188,17 +199,7 @@ async def _conclude(
     if not await tasks.finish(conn, task, status, resolution, decision):
         # The row lock makes this unreachable; if it ever happens, roll everything back.
         raise RuntimeError(f"task {task.id} was not pending at tier {task.tier}")
-    body = approval_event(
-        status.value,
-        task,
-        status=status.value,
-        resolution=resolution.value,
-        via=decision.via,
-        decided_by=decision.actor,
-        reason=decision.reason,
-        decided_at=decision.decided_at,
-    )
-    return await effects.task_changed(conn, task.id, status.value, callback=body)
+    return await effects.task_changed(conn, task.id, status.value, decision_id=decision.id)
 
 
 def _find(approvers: list[Approver], actor: Actor) -> Approver | None:

@@ -152,6 +152,8 @@ class ApprovalTask:
     tier_count: int
     expires_at: datetime
     content_hash: str
+    overdue: bool = False
+    """The database clock says the current tier has expired (the sweeper may not know yet)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,20 +37,24 @@ async def task_changed(
     task_id: UUID,
     event: str,
     *,
-    callback: dict[str, Any] | None = None,
+    decision_id: int | None = None,
 ) -> str | None:
-    """Queue the platform callback (if any) and the channels' refresh for one task change.
+    """Queue the platform callback for audit row `decision_id` (if any) and the channels'
+    refresh for one task change.
 
     Returns the callback's `webhook-id`. Callbacks of one task leave in the order written.
     """
     webhook_id = None
-    if callback is not None:
+    if decision_id is not None:
         webhook_id = await outbox.enqueue(
-            conn, CALLBACK, callback, task_id=task_id, ordering_key=f"callback:{task_id}"
+            conn,
+            CALLBACK,
+            {"decision_id": decision_id},
+            task_id=task_id,
+            ordering_key=f"callback:{task_id}",
         )
-    await outbox.enqueue(
-        conn, TASK_CHANGED, {"task_id": str(task_id), "event": event}, task_id=task_id
-    )
+    change = {"task_id": str(task_id), "event": event}
+    await outbox.enqueue(conn, TASK_CHANGED, {"changes": [change]}, task_id=task_id)
     return webhook_id
 
 
@@ -61,7 +65,7 @@ async def alert_changed(conn: asyncpg.Connection, alert_id: int, event: str) -> 
 
 async def workflow_callback(conn: asyncpg.Connection, body: dict[str, Any]) -> str:
     """Queue a callback that is not about a task (e.g. `workflow.resume_requested`)."""
-    return await outbox.enqueue(conn, CALLBACK, body)
+    return await outbox.enqueue(conn, CALLBACK, {"body": body})
 
 
 class ChannelPlugin(Protocol):
@@ -88,13 +92,13 @@ class Fanout:
     channels: Sequence[ChannelPlugin]
 
     async def task(self, item: OutboxItem) -> None:
+        """`payload.changes`: one change, or a whole sweep batch of them."""
         if not self.channels:
             return
         async with self.pool.acquire() as conn, conn.transaction():
-            for channel in self.channels:
-                await channel.task_changed(
-                    conn, item, UUID(item.payload["task_id"]), item.payload["event"]
-                )
+            for change in item.payload["changes"]:
+                for channel in self.channels:
+                    await channel.task_changed(conn, item, UUID(change["task_id"]), change["event"])
 
     async def alert(self, item: OutboxItem) -> None:
         if not self.channels:

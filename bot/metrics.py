@@ -6,6 +6,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -48,6 +49,13 @@ class Metrics:
             "taskjuice_decisions",
             "Decisions and transitions recorded, by channel and action",
             ["channel", "action"],
+            registry=self.registry,
+        )
+
+        self.sweep_batch_seconds = Histogram(
+            "taskjuice_sweep_batch_seconds",
+            "Duration of one timeout-sweep batch transaction",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
 

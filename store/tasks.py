@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from bot.domain import (
 
 __all__ = [
     "count_approvals",
+    "decision_event",
     "final_decision",
     "finish",
     "insert",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 
-def _task(row: asyncpg.Record) -> ApprovalTask:
+def _task(row: Mapping[str, Any]) -> ApprovalTask:
     requested = row["requested_by"]
     return ApprovalTask(
         id=row["id"],
@@ -54,6 +56,7 @@ def _task(row: asyncpg.Record) -> ApprovalTask:
         tier_count=row["tier_count"],
         expires_at=row["expires_at"],
         content_hash=row["content_hash"],
+        overdue=bool(row.get("overdue")),
     )
 
 
@@ -100,9 +103,10 @@ async def insert(
         """
         INSERT INTO tasks (id, workspace, run_id, workflow, step, summary, details, reversibility,
             required_approvals, requested_by, allow_self_approval, timeout_policy, deliver, extra,
-            content_hash, tier_count, expires_at, remind_before, remind_default)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            COALESCE($17, now() + make_interval(secs => $18)), $19, $20)
+            content_hash, tier_count, expires_at, remind_before, remind_default, remind_at)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+            expiry, $19, $20, taskjuice_remind_at(now(), expiry, $19, $20)
+        FROM (SELECT COALESCE($17, now() + make_interval(secs => $18)) AS expiry) AS first_tier
         RETURNING expires_at
         """,
         task_id,
@@ -144,7 +148,11 @@ async def insert(
 
 async def lock(conn: asyncpg.Connection, task_id: UUID) -> ApprovalTask | None:
     """The task, row-locked until the transaction ends (serialises deciders of one task)."""
-    row = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+    row = await conn.fetchrow(
+        "SELECT *, status = 'pending' AND expires_at <= now() AS overdue FROM tasks"
+        " WHERE id = $1 FOR UPDATE",
+        task_id,
+    )
     return _task(row) if row else None
 
 
@@ -244,6 +252,29 @@ async def final_decision(conn: asyncpg.Connection, task_id: UUID) -> Decision | 
         task_id,
     )
     return _decision(row) if row else None
+
+
+async def decision_event(
+    conn: asyncpg.Connection, decision_id: int
+) -> tuple[ApprovalTask, Decision, int | None] | None:
+    """An audit row with its task, and for an escalation the next tier's `expires_in`."""
+    row = await conn.fetchrow(
+        """
+        SELECT d.*, t.id AS t_id, t.workspace, t.run_id, t.summary, t.reversibility, t.status,
+               t.resolution, t.timeout_policy, t.required_approvals, t.allow_self_approval,
+               t.requested_by, t.tier AS t_tier, t.tier_count, t.expires_at, t.content_hash,
+               next.expires_in AS next_expires_in
+        FROM decisions d
+        JOIN tasks t ON t.id = d.task_id
+        LEFT JOIN approver_tiers next ON next.task_id = d.task_id AND next.tier = d.tier + 1
+        WHERE d.id = $1
+        """,
+        decision_id,
+    )
+    if row is None:
+        return None
+    task = _task({**dict(row), "id": row["t_id"], "tier": row["t_tier"]})
+    return task, _decision(row), row["next_expires_in"]
 
 
 async def task_view(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:

@@ -100,6 +100,7 @@ def make_settings(callback_url: str, **changes: Any) -> Settings:
             "CALLBACK_SECRET": CALLBACK_SECRET,
             "TASKJUICE_APP_URL": "http://app.taskjuice.test",
             "OUTBOX_RETRY_BASE": "0.05",
+            "SWEEP_INTERVAL": "0.1",
             "OUTBOX_LEASE": "5",
             "CALLBACK_TIMEOUT": "2",
         },

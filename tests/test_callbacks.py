@@ -113,7 +113,7 @@ async def test_work_queued_without_notify_is_still_sent(
         # Straight into the table: no NOTIFY, so only polling can find it.
         await conn.execute(
             "INSERT INTO outbox (kind, payload, message_id) VALUES ('callback', $1, 'msg_quiet')",
-            {"type": "workflow.resume_requested", "timestamp": "2026-11-24T10:00:00Z", "data": {}},
+            {"body": {"type": "workflow.resume_requested", "timestamp": "t", "data": {}}},
         )
     [received] = await eventually(lambda: receiver.delivered, what="polled delivery")
     assert received.webhook_id == "msg_quiet"
@@ -160,7 +160,7 @@ async def test_callbacks_of_one_task_leave_in_order(
             await conn.execute(
                 "INSERT INTO outbox (kind, payload, message_id, ordering_key)"
                 " VALUES ('callback', $1, $2, 'callback:t1')",
-                {"type": "approval.escalated", "timestamp": "x", "data": {"n": n}},
+                {"body": {"type": "approval.escalated", "timestamp": "x", "data": {"n": n}}},
                 f"msg_{n}",
             )
         await conn.execute("NOTIFY taskjuice_outbox")

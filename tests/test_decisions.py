@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from bot import approvals
+from bot.callbacks import callback_body
 from bot.decisions import Verdict, cancel, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.validation import parse_new_approval
@@ -23,6 +24,12 @@ async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
     new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
     view, _ = await approvals.create(pool, new)
     return UUID(view["id"])
+
+
+async def callback_bodies(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """The bodies of the queued callbacks, as the dispatcher would send them."""
+    items = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback' ORDER BY id")
+    return [await callback_body(pool, item["payload"]) for item in items]
 
 
 async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -42,7 +49,7 @@ async def test_an_approver_approves_and_the_callback_is_queued(pool: asyncpg.Poo
     )
     assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.APPROVED
     [callback] = await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")
-    body = callback["payload"]
+    [body] = await callback_bodies(pool)
     assert body["type"] == "approval.approved"
     assert body["data"]["resolution"] == "proceed" and body["data"]["via"] == "slack"
     assert body["data"]["decided_by"] == {"email": "dana@acme.test", "slack_user_id": None}
@@ -125,8 +132,8 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(pool: asyncpg.Pool) 
     )
     assert second.verdict is Verdict.DECIDED and second.approvals == 2
     assert second.task.status is TaskStatus.APPROVED
-    [callback] = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback'")
-    assert callback["payload"]["data"]["decided_by"]["slack_user_id"] == "U024BE7LH"
+    [body] = await callback_bodies(pool)
+    assert body["data"]["decided_by"]["slack_user_id"] == "U024BE7LH"
 
 
 async def test_one_deny_denies_even_after_an_approval(pool: asyncpg.Pool) -> None:
@@ -200,5 +207,5 @@ async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -
     assert late.verdict is Verdict.ALREADY_FINISHED
     assert late.task.status is TaskStatus.CANCELLED
     assert late.decision is not None and late.decision.via is Channel.API
-    [callback] = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback'")
-    assert callback["payload"]["type"] == "approval.cancelled"
+    [body] = await callback_bodies(pool)
+    assert body["type"] == "approval.cancelled" and body["data"]["reason"] == "run cancelled"

@@ -157,7 +157,10 @@ async def test_two_processes_never_send_one_outbox_item_twice(
         await conn.executemany(
             "INSERT INTO outbox (kind, payload, message_id) VALUES ('callback', $1, $2)",
             [
-                ({"type": "approval.approved", "timestamp": "t", "data": {"n": n}}, f"msg_{n}")
+                (
+                    {"body": {"type": "approval.approved", "timestamp": "t", "data": {"n": n}}},
+                    f"msg_{n}",
+                )
                 for n in range(400)
             ],
         )

@@ -25,7 +25,8 @@ CREATE TABLE tasks (
     expires_at          timestamptz NOT NULL,
     remind_before       integer,
     remind_default      boolean NOT NULL DEFAULT true,
-    reminded_tier       integer,
+    -- When the current tier's approvers get their one reminder; NULL once sent, or for none.
+    remind_at           timestamptz,
     final_decision_id   bigint,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
@@ -35,6 +36,19 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_list ON tasks (created_at DESC, id DESC);
 CREATE INDEX tasks_workspace_list ON tasks (workspace, created_at DESC, id DESC);
 CREATE INDEX tasks_due ON tasks (expires_at) WHERE status = 'pending';
+CREATE INDEX tasks_remind ON tasks (remind_at) WHERE status = 'pending' AND remind_at IS NOT NULL;
+
+-- When a tier that runs from `starts` to `expires` reminds its approvers: `remind_before`
+-- seconds before expiry if the request says so, otherwise (by default) when 20% of the window
+-- remains but at least five minutes before; never at or before the tier's start.
+CREATE FUNCTION taskjuice_remind_at(
+    starts timestamptz, expires timestamptz, remind_before integer, remind_default boolean
+) RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN r > starts THEN r END FROM (SELECT CASE
+        WHEN remind_before IS NOT NULL THEN expires - make_interval(secs => remind_before)
+        WHEN remind_default THEN expires - greatest((expires - starts) * 0.2, interval '5 minutes')
+    END AS r) AS reminder
+$$;
 
 CREATE TABLE approver_tiers (
     task_id    uuid NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
@@ -116,7 +130,6 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE status = 'pending';
 CREATE INDEX outbox_ordering ON outbox (ordering_key, id) WHERE status = 'pending';
 CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead';
-CREATE INDEX outbox_task ON outbox (task_id) WHERE task_id IS NOT NULL;
 
 CREATE TABLE idempotency_keys (
     scope        text NOT NULL,

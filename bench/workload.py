@@ -1,0 +1,49 @@
+"""Synthetic load written straight into the database (shared by benchmarks and tests)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+__all__ = ["insert_overdue_tasks"]
+
+
+async def insert_overdue_tasks(
+    conn: asyncpg.Connection,
+    count: int,
+    *,
+    policies: tuple[str, ...] = ("deny",),
+    next_tier_expires_in: int = 3600,
+    workspace: str = "bench",
+) -> None:
+    """`count` pending tasks whose first tier expired a minute ago, policies taken in turn.
+
+    `escalate` tasks get one escalation tier of `next_tier_expires_in` seconds.
+    """
+    await conn.execute(
+        """
+        WITH made AS (
+            INSERT INTO tasks (id, workspace, run_id, workflow, summary, reversibility,
+                required_approvals, timeout_policy, deliver, content_hash, tier_count,
+                expires_at, created_at)
+            SELECT gen_random_uuid(), $2, 'run_' || n, '{"id": "wf", "name": "Load"}',
+                   'Synthetic approval ' || n, 'recoverable', 1,
+                   ($3::text[])[1 + n % cardinality($3::text[])], '{}', 'hash',
+                   CASE WHEN ($3::text[])[1 + n % cardinality($3::text[])] = 'escalate'
+                        THEN 2 ELSE 1 END,
+                   now() - interval '1 minute', now() - interval '2 minutes'
+            FROM generate_series(1, $1) AS n
+            RETURNING id, tier_count
+        ), tiers AS (
+            INSERT INTO approver_tiers (task_id, tier, expires_in)
+            SELECT id, t, CASE WHEN t = 0 THEN 60 ELSE $4 END
+            FROM made, generate_series(0, tier_count - 1) AS t
+        )
+        INSERT INTO approvers (task_id, tier, email)
+        SELECT id, t, 'approver' || t || '@bench.test'
+        FROM made, generate_series(0, tier_count - 1) AS t
+        """,
+        count,
+        workspace,
+        list(policies),
+        next_tier_expires_in,
+    )

@@ -1,0 +1,70 @@
+"""The timeout sweeper: applies deny, proceed and escalate when a tier runs out, and sends
+reminders. Any number of replicas may sweep one database; each task changes exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from bot.metrics import Metrics
+from store import sweep
+
+__all__ = ["Sweeper"]
+
+log = logging.getLogger("taskjuice.sweeper")
+
+_ACTION_NAMES = {"expire": "expire", "proceed": "proceed", "escalate": "escalate"}
+
+
+@dataclass(slots=True, kw_only=True)
+class Sweeper:
+    """Sweeps due tasks in bounded batches, each in its own short transaction."""
+
+    pool: asyncpg.Pool
+    metrics: Metrics
+    interval: float = 1.0
+    batch: int = 250
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        """Sweep until `stop()`; at start it catches up on everything already overdue."""
+        while not self._stopping.is_set():
+            try:
+                await self.sweep_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning(
+                    "sweep failed", extra={"event": "sweep.failed", "error": type(exc).__name__}
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def sweep_once(self) -> dict[str, int]:
+        """Expire and remind everything due now, batch by batch; returns counts by action."""
+        totals: dict[str, int] = {}
+        while not self._stopping.is_set():
+            started = time.perf_counter()
+            async with self.pool.acquire() as conn, conn.transaction():
+                counts = await sweep.expire_due(conn, limit=self.batch)
+            self.metrics.sweep_batch_seconds.observe(time.perf_counter() - started)
+            for action, n in counts.items():
+                totals[action] = totals.get(action, 0) + n
+                self.metrics.decisions.labels("timeout", _ACTION_NAMES[action]).inc(n)
+            if sum(counts.values()) < self.batch:
+                break
+        while not self._stopping.is_set():
+            async with self.pool.acquire() as conn, conn.transaction():
+                reminded = await sweep.remind_due(conn, limit=self.batch)
+            totals["remind"] = totals.get("remind", 0) + reminded
+            if reminded < self.batch:
+                break
+        if any(totals.values()):
+            log.info("sweep applied timeouts", extra={"event": "sweep.done", **totals})
+        return totals

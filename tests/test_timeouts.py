@@ -1,0 +1,351 @@
+"""Timeout policies: deny, proceed and escalate, reminders, and exactly-once across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bench.workload import insert_overdue_tasks
+from bot import approvals
+from bot.callbacks import callback_body
+from bot.decisions import Verdict, decide
+from bot.domain import Actor, Channel, Outcome, TaskStatus
+from bot.metrics import Metrics
+from bot.sweeper import Sweeper
+from bot.validation import parse_new_approval
+from tests.conftest import Service, approval_body
+from tests.support import CallbackReceiver, ServiceProcess, eventually, free_port, service_env
+
+CFO = {"email": "cfo@acme.test"}
+CEO = {"email": "ceo@acme.test"}
+
+
+def callbacks_of(receiver: CallbackReceiver, task_id: str) -> list[dict[str, Any]]:
+    return [a.json for a in receiver.delivered if a.json["data"]["id"] == task_id]
+
+
+async def create(service: Service, **changes: Any) -> dict[str, Any]:
+    status, task = await service.request("POST", "/api/v1/approvals", json=approval_body(**changes))
+    assert status == 201, task
+    return dict(task)
+
+
+async def test_deny_policy_expires_the_task_and_denies(
+    service: Service, receiver: CallbackReceiver
+) -> None:
+    task = await create(service, expires_in=1)
+    [callback] = await eventually(lambda: callbacks_of(receiver, task["id"]), what="expiry")
+    assert callback["type"] == "approval.expired"
+    data = callback["data"]
+    assert (data["status"], data["resolution"], data["via"]) == ("expired", "deny", "timeout")
+    assert data["decided_by"] is None
+    _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "expired" and view["resolution"] == "deny"
+    assert [(d["action"], d["via"]) for d in view["decisions"]] == [("expire", "timeout")]
+
+
+async def test_proceed_policy_expires_the_task_and_lets_it_through(
+    service: Service, receiver: CallbackReceiver
+) -> None:
+    task = await create(
+        service, expires_in=1, timeout_policy="proceed", reversibility="recoverable"
+    )
+    [callback] = await eventually(lambda: callbacks_of(receiver, task["id"]), what="expiry")
+    assert callback["type"] == "approval.expired"
+    assert (callback["data"]["status"], callback["data"]["resolution"]) == ("expired", "proceed")
+    _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert [(d["action"], d["via"]) for d in view["decisions"]] == [("proceed", "timeout")]
+
+
+async def test_escalation_hands_the_task_to_the_next_tier(
+    service: Service, receiver: CallbackReceiver, pool: asyncpg.Pool
+) -> None:
+    task = await create(
+        service,
+        expires_in=1,
+        timeout_policy="escalate",
+        escalation=[{"approvers": [CFO], "expires_in": 600}],
+    )
+    [callback] = await eventually(lambda: callbacks_of(receiver, task["id"]), what="escalation")
+    assert callback["type"] == "approval.escalated"
+    data = callback["data"]
+    assert data["status"] == "pending" and data["resolution"] is None and data["tier"] == 1
+    assert data["via"] == "timeout"
+    expires = datetime.fromisoformat(data["expires_at"])
+    assert timedelta(seconds=590) < expires - datetime.now(UTC) < timedelta(seconds=610)
+
+    task_id = UUID(task["id"])
+    first_tier = await decide(
+        pool,
+        task_id=task_id,
+        actor=Actor(email="dana@acme.test"),
+        outcome=Outcome.APPROVE,
+        via=Channel.SLACK,
+    )
+    assert first_tier.verdict is Verdict.NOT_APPROVER
+    stale = await decide(
+        pool,
+        task_id=task_id,
+        actor=Actor(email="cfo@acme.test"),
+        outcome=Outcome.APPROVE,
+        via=Channel.SLACK,
+        tier=0,
+    )
+    assert stale.verdict is Verdict.STALE
+    result = await decide(
+        pool,
+        task_id=task_id,
+        actor=Actor(email="cfo@acme.test"),
+        outcome=Outcome.APPROVE,
+        via=Channel.SLACK,
+    )
+    assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.APPROVED
+    await eventually(lambda: len(callbacks_of(receiver, task["id"])) == 2, what="approval")
+    _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert [(d["action"], d["via"], d["tier"]) for d in view["decisions"]] == [
+        ("escalate", "timeout", 0),
+        ("approve", "slack", 1),
+    ]
+
+
+async def test_a_two_tier_chain_ends_in_deny(service: Service, receiver: CallbackReceiver) -> None:
+    task = await create(
+        service,
+        expires_in=1,
+        timeout_policy="escalate",
+        escalation=[{"approvers": [CFO], "expires_in": 1}, {"approvers": [CEO], "expires_in": 1}],
+    )
+    await eventually(
+        lambda: len(callbacks_of(receiver, task["id"])) == 3,
+        timeout=15,
+        what="escalated, escalated, expired",
+    )
+    kinds = [
+        (c["type"], c["data"].get("tier"), c["data"]["resolution"])
+        for c in callbacks_of(receiver, task["id"])
+    ]
+    assert kinds == [
+        ("approval.escalated", 1, None),
+        ("approval.escalated", 2, None),
+        ("approval.expired", None, "deny"),
+    ]
+    _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "expired" and view["tier"] == 2
+    assert [d["action"] for d in view["decisions"]] == ["escalate", "escalate", "expire"]
+
+
+async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
+    new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
+    view, _ = await approvals.create(pool, new)
+    return UUID(view["id"])
+
+
+async def make_overdue(pool: asyncpg.Pool, task_id: UUID) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE tasks SET expires_at = now() - interval '1 ms' WHERE id = $1", task_id
+        )
+
+
+async def test_a_click_after_the_deadline_meets_the_expired_task(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(pool)
+    await make_overdue(pool, task_id)  # no sweeper runs in this test
+    result = await decide(
+        pool,
+        task_id=task_id,
+        actor=Actor(email="dana@acme.test"),
+        outcome=Outcome.APPROVE,
+        via=Channel.SLACK,
+    )
+    assert result.verdict is Verdict.ALREADY_FINISHED
+    assert result.task.status is TaskStatus.EXPIRED
+    assert result.decision is not None and result.decision.via is Channel.TIMEOUT
+
+
+async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) -> None:
+    sweeper = Sweeper(pool=pool, metrics=Metrics(), batch=50)
+    outcomes: Counter[str] = Counter()
+    for round_ in range(40):
+        task_id = await new_task(pool)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE tasks SET expires_at = now() + make_interval(secs => $2) WHERE id = $1",
+                task_id,
+                (round_ % 8) / 1000,
+            )
+
+        async def sweep_until_ended(task_id: UUID = task_id) -> None:
+            async def ended() -> bool:
+                await sweeper.sweep_once()
+                async with pool.acquire() as conn:
+                    status = await conn.fetchval("SELECT status FROM tasks WHERE id = $1", task_id)
+                return bool(status != "pending")
+
+            await eventually(ended, timeout=5, interval=0.001, what="the task to end")
+
+        clicked, _ = await asyncio.gather(
+            decide(
+                pool,
+                task_id=task_id,
+                actor=Actor(email="dana@acme.test"),
+                outcome=Outcome.APPROVE,
+                via=Channel.SLACK,
+            ),
+            sweep_until_ended(),
+        )
+        outcomes[clicked.verdict.value] += 1
+        async with pool.acquire() as conn:
+            audit = await conn.fetch("SELECT action FROM decisions WHERE task_id = $1", task_id)
+            terminal = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE task_id = $1 AND kind = 'callback'", task_id
+            )
+        assert len(audit) == 1 and terminal == 1
+        expected = "approve" if clicked.verdict is Verdict.DECIDED else "expire"
+        assert audit[0]["action"] == expected
+    assert sum(outcomes.values()) == 40
+    assert set(outcomes) <= {"decided", "already_finished"}
+
+
+async def test_three_sweeping_processes_end_every_task_exactly_once(
+    tmp_path: Path, database_url: str, receiver: CallbackReceiver, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_overdue_tasks(
+            conn, 1000, policies=("deny", "proceed", "escalate"), next_tier_expires_in=1
+        )
+    receiver.fail_next = 60  # some callbacks need retries; a retry repeats its webhook-id
+    procs = [
+        ServiceProcess(
+            env=service_env(
+                database_url,
+                receiver.url,
+                free_port(),
+                SWEEP_INTERVAL="0.2",
+                OUTBOX_RETRY_BASE="0.05",
+            ),
+            log_path=tmp_path / f"sweeper-{i}.log",
+        )
+        for i in range(3)
+    ]
+    try:
+        await asyncio.gather(*(p.start() for p in procs))
+
+        def terminal() -> list[dict[str, Any]]:
+            return [a.json for a in receiver.delivered if a.json["type"] == "approval.expired"]
+
+        await eventually(lambda: len(terminal()) >= 1000, timeout=60, what="1000 expiries")
+    finally:
+        for proc in procs:
+            proc.kill()
+    ended = Counter(c["data"]["id"] for c in terminal())
+    assert len(ended) == 1000 and set(ended.values()) == {1}
+    escalated = [a for a in receiver.delivered if a.json["type"] == "approval.escalated"]
+    assert len(escalated) == 333
+    delivered_ids = Counter(a.webhook_id for a in receiver.delivered)
+    assert set(delivered_ids.values()) == {1}
+    by_id: dict[str, set[bytes]] = {}
+    for attempt in receiver.attempts:
+        by_id.setdefault(attempt.webhook_id, set()).add(attempt.body)
+    assert all(len(bodies) == 1 for bodies in by_id.values())
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'pending'") == 0
+        policies = await conn.fetch(
+            "SELECT timeout_policy, resolution, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 1"
+        )
+    assert [(r[0], r[1]) for r in policies] == [
+        ("deny", "deny"),
+        ("escalate", "deny"),
+        ("proceed", "proceed"),
+    ]
+
+
+async def test_an_escalation_callback_names_the_new_tier_and_its_expiry(
+    pool: asyncpg.Pool,
+) -> None:
+    task_id = await new_task(
+        pool, timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 900}]
+    )
+    await make_overdue(pool, task_id)
+    await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
+    async with pool.acquire() as conn:
+        payload = await conn.fetchval(
+            "SELECT payload FROM outbox WHERE task_id = $1 AND kind = 'callback'", task_id
+        )
+        expires_at = await conn.fetchval("SELECT expires_at FROM tasks WHERE id = $1", task_id)
+    body = await callback_body(pool, payload)
+    assert body["type"] == "approval.escalated"
+    assert body["data"]["tier"] == 1 and body["data"]["status"] == "pending"
+    assert datetime.fromisoformat(body["data"]["expires_at"]) == expires_at.replace(
+        microsecond=expires_at.microsecond // 1000 * 1000
+    )
+    assert body == await callback_body(pool, payload)  # every retry sends the same body
+
+
+async def test_reminders_are_sent_once_before_expiry(pool: asyncpg.Pool) -> None:
+    reminded = await new_task(pool, expires_in=600, remind_before=599)
+    silent = await new_task(pool, expires_in=600, remind_before=None)
+    sweeper = Sweeper(pool=pool, metrics=Metrics())
+
+    async def reminders() -> list[dict[str, Any]]:
+        await sweeper.sweep_once()
+        async with pool.acquire() as conn:
+            items = await conn.fetch("SELECT payload FROM outbox WHERE kind = 'task.changed'")
+        return [c for item in items for c in item["payload"]["changes"] if c["event"] == "reminder"]
+
+    [change] = await eventually(reminders, timeout=5, what="a reminder")
+    assert change["task_id"] == str(reminded) and change["tier"] == 0
+    await sweeper.sweep_once()
+    assert len(await reminders()) == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT remind_at FROM tasks WHERE id = $1", silent) is None
+
+
+async def test_default_reminder_time(pool: asyncpg.Pool) -> None:
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    cases = [
+        (timedelta(hours=1), None, True, start + timedelta(minutes=48)),
+        (timedelta(minutes=10), None, True, start + timedelta(minutes=5)),
+        (timedelta(minutes=4), None, True, None),
+        (timedelta(hours=1), 60, True, start + timedelta(minutes=59)),
+        (timedelta(hours=1), None, False, None),
+        (timedelta(minutes=1), 120, True, None),
+    ]
+    async with pool.acquire() as conn:
+        for window, before, default, expected in cases:
+            value = await conn.fetchval(
+                "SELECT taskjuice_remind_at($1, $2, $3, $4)", start, start + window, before, default
+            )
+            assert value == expected, (window, before, default)
+
+
+async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) -> None:
+    task_id = await new_task(
+        pool,
+        timeout_policy="escalate",
+        remind_before=None,
+        escalation=[{"approvers": [CFO], "expires_in": 3600}],
+    )
+    await make_overdue(pool, task_id)
+    await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT tier, remind_at, expires_at FROM tasks WHERE id = $1", task_id
+        )
+    assert row["tier"] == 1 and row["remind_at"] is None  # remind_before: null means none
+    task_id = await new_task(
+        pool, timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 3600}]
+    )
+    await make_overdue(pool, task_id)
+    await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT tier, remind_at, expires_at FROM tasks WHERE id = $1", task_id
+        )
+    assert row["tier"] == 1
+    assert row["expires_at"] - row["remind_at"] == timedelta(seconds=720)
