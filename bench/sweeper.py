@@ -16,11 +16,12 @@ from store.database import connect, create_pool
 __all__ = ["run"]
 
 
-async def _worker(url: str, batch: int, start_at: float) -> list[float]:
+async def _worker(url: str, batch: int, ready: Any, go: Any) -> list[float]:
     pool = await create_pool(url, min_size=1, max_size=1)
     durations: list[float] = []
     try:
-        await asyncio.sleep(max(0.0, start_at - time.time()))  # a common start for all workers
+        ready.put(True)
+        await asyncio.to_thread(go.wait)  # every worker connected before the clock starts
         while True:
             started = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
@@ -32,8 +33,8 @@ async def _worker(url: str, batch: int, start_at: float) -> list[float]:
         await pool.close()
 
 
-def _process(url: str, batch: int, start_at: float, results: Any) -> None:
-    results.put(asyncio.run(_worker(url, batch, start_at)))
+def _process(url: str, batch: int, ready: Any, go: Any, results: Any) -> None:
+    results.put(asyncio.run(_worker(url, batch, ready, go)))
 
 
 async def _one_run(url: str, tasks: int, workers: int, batch: int) -> dict[str, float]:
@@ -45,15 +46,18 @@ async def _one_run(url: str, tasks: int, workers: int, batch: int) -> dict[str, 
     finally:
         await conn.close()
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    start_at = time.time() + 1.5  # every process connected and waiting before the clock starts
+    results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
-        ctx.Process(target=_process, args=(url, batch, start_at, results)) for _ in range(workers)
+        ctx.Process(target=_process, args=(url, batch, ready, go, results)) for _ in range(workers)
     ]
     for proc in procs:
         proc.start()
-    durations = [results.get() for _ in procs]
-    elapsed = time.time() - start_at
+    for _ in procs:
+        await asyncio.to_thread(ready.get)  # every worker connected before the clock starts
+    started = time.perf_counter()
+    go.set()
+    durations = [await asyncio.to_thread(results.get) for _ in procs]
+    elapsed = time.perf_counter() - started
     for proc in procs:
         proc.join()
     conn = await connect(url)
