@@ -6,6 +6,7 @@ queues an `alert.changed` item for the channels; the same event again changes no
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,13 @@ from bot import effects
 from bot.validation import check_schema
 from store import alerts
 
-__all__ = ["connection_event", "set_routing", "spend_event", "throughput_event"]
+__all__ = [
+    "connection_event",
+    "request_resume",
+    "set_routing",
+    "spend_event",
+    "throughput_event",
+]
 
 SPEND_SOFT = "spend.soft"
 SPEND_HARD = "spend.hard"
@@ -162,6 +169,45 @@ async def throughput_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
         if step.changed:
             notices.append(await _notify(conn, step, state))
     return _answer(event_id, notices)
+
+
+async def request_resume(
+    pool: asyncpg.Pool, alert_id: int, requested_by: dict[str, Any], via: str
+) -> bool:
+    """Someone pressed Resume workflow on a tripped breaker: tell the platform once."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT * FROM alert_state WHERE id = $1 AND kind = $2 FOR UPDATE", alert_id, THROUGHPUT
+        )
+        if row is None or row["state"] != "tripped":
+            return False
+        at = await conn.fetchval("SELECT now()")
+        stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        data = row["data"] | {"resume_requested_by": requested_by, "resume_requested_at": stamp}
+        step = await alerts.advance(
+            conn,
+            workspace=row["workspace"],
+            kind=THROUGHPUT,
+            subject=row["subject"],
+            state="resume_requested",
+            data=data,
+        )
+        await effects.workflow_callback(
+            conn,
+            {
+                "type": "workflow.resume_requested",
+                "timestamp": stamp,
+                "data": {
+                    "workspace": row["workspace"],
+                    "workflow": row["data"]["workflow"],
+                    "requested_by": requested_by,
+                    "via": via,
+                    "requested_at": stamp,
+                },
+            },
+        )
+        await _notify(conn, step, "resume_requested")
+        return True
 
 
 async def _notify(conn: asyncpg.Connection, step: alerts.Advance, event: str) -> dict[str, Any]:

@@ -7,27 +7,33 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
+import asyncpg
 from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import effects
 from bot.app_keys import METRICS, POOL, SETTINGS
 from bot.callbacks import CallbackSender, callback_body
 from bot.config import Settings
-from bot.effects import Fanout
+from bot.effects import ChannelPlugin, Fanout
 from bot.metrics import Metrics
 from bot.outbox import Dispatcher, Handler
+from bot.slack_delivery import SlackChannel, SlackSender
 from bot.sweeper import Sweeper
 from handlers import health
 from handlers.api import api_app
+from handlers.slack import build_bolt, slack_route
 from store.database import connect, create_pool, wait_for_database
 from store.migrate import apply_migrations
 from store.outbox import OutboxItem
 
-__all__ = ["DISPATCHER", "build_app", "prepare_database"]
+__all__ = ["BOLT", "DISPATCHER", "build_app", "prepare_database"]
 
 log = logging.getLogger("taskjuice.app")
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+BOLT = web.AppKey("bolt", AsyncApp)
 
 
 async def prepare_database(database_url: str) -> list[str]:
@@ -48,7 +54,16 @@ def build_app(settings: Settings, database_url: str, *, workers: bool = True) ->
     app.cleanup_ctx.append(_lifecycle(database_url, workers))
     health.add_routes(app)
     app.add_subapp("/api/v1", api_app())
+    if settings.slack_enabled and not settings.slack_app_token:
+        app.router.add_post("/slack/events", _slack_events)
     return app
+
+
+async def _slack_events(request: web.Request) -> web.Response:
+    handle = slack_route(request.app[BOLT], request.app[SETTINGS].slack_signing_secret or "")
+
+    response: web.Response = await handle(request)
+    return response
 
 
 def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def]
@@ -58,12 +73,13 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
         pool = await create_pool(database_url)
         app[POOL] = pool
         session = aiohttp.ClientSession()
-        if not settings.slack_enabled:
+        slack = _slack(app, pool) if settings.slack_enabled else None
+        if slack is None:
             log.info(
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
                 extra={"event": "slack.disabled"},
             )
-        dispatcher = _dispatcher(app, pool, database_url, session)
+        dispatcher = _dispatcher(app, pool, database_url, session, slack)
         app[DISPATCHER] = dispatcher
         sweeper = Sweeper(pool=pool, metrics=app[METRICS], interval=settings.sweep_interval)
         running = (
@@ -71,6 +87,12 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
             if workers
             else []
         )
+        socket_mode = None
+        if slack is not None and settings.slack_app_token:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(app[BOLT], settings.slack_app_token)
+            await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         log.info(
             "taskjuice-bot ready",
             extra={"event": "service.ready", "host": settings.host, "port": settings.port},
@@ -78,6 +100,8 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
         try:
             yield
         finally:
+            if socket_mode is not None:
+                await socket_mode.close_async()  # type: ignore[no-untyped-call]
             sweeper.stop()
             dispatcher.stop()
             await asyncio.gather(*running, return_exceptions=True)
@@ -88,8 +112,30 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
     return lifecycle
 
 
+def _slack(app: web.Application, pool: asyncpg.Pool) -> SlackSender:
+    """The one Web API client, the Bolt app and the sender that share it."""
+    settings = app[SETTINGS]
+    client = AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
+    )
+    app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
+    return SlackSender(
+        pool=pool,
+        client=client,
+        app_url=settings.taskjuice_app_url,
+        post_interval=settings.slack_post_interval,
+    )
+
+
 def _dispatcher(
-    app: web.Application, pool: object, database_url: str, session: aiohttp.ClientSession
+    app: web.Application,
+    pool: asyncpg.Pool,
+    database_url: str,
+    session: aiohttp.ClientSession,
+    slack: SlackSender | None,
 ) -> Dispatcher:
     settings = app[SETTINGS]
     callbacks = CallbackSender(
@@ -98,7 +144,10 @@ def _dispatcher(
         key=settings.callback_key,
         timeout=settings.callback_timeout,
     )
-    fanout = Fanout(app[POOL], channels=[])
+    channels: list[ChannelPlugin] = []
+    if slack is not None:
+        channels.append(SlackChannel(pool))
+    fanout = Fanout(pool, channels=channels)
 
     async def send_callback(item: OutboxItem) -> None:
         await callbacks.send(item.message_id, await callback_body(app[POOL], item.payload))
@@ -108,6 +157,8 @@ def _dispatcher(
         effects.TASK_CHANGED: fanout.task,
         effects.ALERT_CHANGED: fanout.alert,
     }
+    if slack is not None:
+        handlers |= slack.handlers()
     return Dispatcher(
         pool=app[POOL],
         database_url=database_url,

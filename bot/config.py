@@ -28,6 +28,7 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("SLACK_SIGNING_SECRET", "Slack signing secret (required in HTTP mode with a bot token)"),
     ("SLACK_APP_TOKEN", "xapp-... app token: use Socket Mode instead of /slack/events"),
     ("SLACK_API_URL", "Slack Web API base (default https://slack.com/api/)"),
+    ("SLACK_POST_INTERVAL", "seconds between posts to one Slack channel (default 1)"),
     ("LINK_SECRETS", "comma-separated magic-link secrets, oldest first; the last signs"),
     ("SMTP_HOST", "outgoing mail server; unset -> email delivery off"),
     ("SMTP_PORT", "outgoing mail port (default 587, or 465 with SMTP_TLS=tls)"),
@@ -69,6 +70,7 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
+    slack_post_interval: float = 1.0
     link_secrets: tuple[str, ...] = field(default=(), repr=False)
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -146,6 +148,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "slack_signing_secret": env.get("SLACK_SIGNING_SECRET"),
         "slack_app_token": reader.get("SLACK_APP_TOKEN", _prefixed("xapp-")),
         "slack_api_url": reader.get("SLACK_API_URL", _slash_url, "https://slack.com/api/"),
+        "slack_post_interval": reader.get("SLACK_POST_INTERVAL", _positive, 1.0),
         "link_secrets": reader.get("LINK_SECRETS", _token_list),
         "smtp_host": env.get("SMTP_HOST"),
         "smtp_port": reader.get("SMTP_PORT", _port, 465 if smtp_tls == "tls" else 587),

@@ -16,6 +16,7 @@ __all__ = [
     "record_event",
     "routing",
     "set_routing",
+    "unroute_channel",
 ]
 
 
@@ -147,6 +148,16 @@ async def set_routing(
         "slack_team_id" in changes,
     )
     return _routing(row)
+
+
+async def unroute_channel(conn: asyncpg.Connection, channel: str) -> list[str]:
+    """Stop sending alerts to `channel`; returns the workspaces that were routed there."""
+    rows = await conn.fetch(
+        "UPDATE workspaces SET slack_channel = NULL, updated_at = now()"
+        " WHERE slack_channel = $1 RETURNING workspace",
+        channel,
+    )
+    return sorted(r["workspace"] for r in rows)
 
 
 def _routing(row: asyncpg.Record) -> dict[str, Any]:

@@ -368,6 +368,8 @@ def _delivery_json(row: asyncpg.Record) -> dict[str, Any]:
         "channel",
         "purpose",
         "tier",
+        "status",
+        "last_error",
         "slack_team_id",
         "slack_channel",
         "slack_ts",

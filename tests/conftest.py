@@ -19,8 +19,10 @@ from aiohttp import web
 
 from bot.app import DISPATCHER, build_app
 from bot.config import Settings, load_settings
+from bot.devkit.slack_api import SlackApiDouble
 from store.database import create_pool
 from store.migrate import apply_migrations
+from tests.slack_support import SIGNING_SECRET, SlackUserAgent, workspace
 from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, with_database
 
 _TEMPLATE = "taskjuice_template"
@@ -166,6 +168,43 @@ async def service(database_url: str, receiver: CallbackReceiver) -> AsyncIterato
     svc = await start_service(make_settings(receiver.url), database_url)
     yield svc
     await svc.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackApiDouble]:
+    """The Slack Web API double with the tests' workspace."""
+    double = workspace()
+    await double.start()
+    yield double
+    await double.stop()
+
+
+def slack_settings(receiver: CallbackReceiver, slack: SlackApiDouble, **changes: Any) -> Settings:
+    return make_settings(
+        receiver.url,
+        slack_bot_token=slack.token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.url,
+        slack_post_interval=0.05,
+        **changes,
+    )
+
+
+@pytest.fixture
+async def slack_service(
+    database_url: str, receiver: CallbackReceiver, slack: SlackApiDouble
+) -> AsyncIterator[Service]:
+    """The bot with Slack on, talking to the double."""
+    svc = await start_service(slack_settings(receiver, slack), database_url)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture
+async def slack_user(slack_service: Service) -> AsyncIterator[SlackUserAgent]:
+    agent = SlackUserAgent(slack_service.base_url)
+    yield agent
+    await agent.close()
 
 
 def approval_body(**changes: Any) -> dict[str, Any]:

@@ -1,0 +1,320 @@
+"""Block Kit for approval messages, the deny modal and ephemeral answers: pure functions.
+
+Every string from the platform or a user passes `mrkdwn()` (or goes into plain_text), and
+every field is cut to Slack's limits before it is built, so Slack never rejects a message.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "APPROVE_ACTION",
+    "DENY_ACTION",
+    "DENY_MODAL",
+    "approval_message",
+    "button_value",
+    "cut",
+    "deny_modal",
+    "mrkdwn",
+    "parse_button_value",
+    "person",
+    "slack_date",
+]
+
+APPROVE_ACTION = "taskjuice_approve"
+DENY_ACTION = "taskjuice_deny"
+INBOX_ACTION = "taskjuice_open_inbox"
+DENY_MODAL = "taskjuice_deny_reason"
+
+_BADGES = {
+    "safe": "🟢 *Safe* — no lasting effect",
+    "recoverable": "🟡 *Recoverable* — can be undone",
+    "irreversible": "🔴 *Irreversible* — cannot be undone",
+}
+_OUTCOMES = {
+    "approve": ("✅", "Approved"),
+    "deny": ("⛔", "Denied"),
+    "cancel": ("🚫", "Cancelled"),
+    "expire": ("⌛", "Expired — denied by the timeout policy"),
+    "proceed": ("⏩", "Expired — allowed to proceed by the timeout policy"),
+}
+_VIA = {
+    "slack": "Slack",
+    "email_link": "email link",
+    "email_reply": "email reply",
+    "timeout": "timeout",
+    "api": "the platform",
+}
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters, ending in an ellipsis when shortened."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mrkdwn(text: object, limit: int = 3000) -> str:
+    """Escape `&`, `<`, `>` so user text is shown, never parsed, and fit it in `limit`."""
+    raw = str(text)
+    escaped = html.escape(raw, quote=False)
+    while len(escaped) > limit:
+        raw = raw[: max(0, len(raw) - (len(escaped) - limit) - 1)]
+        escaped = html.escape(raw, quote=False) + "…"
+    return escaped
+
+
+def slack_date(value: str | datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """A date Slack renders in each reader's own time zone; UTC text as the fallback."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
+
+
+def person(who: dict[str, Any] | None) -> str:
+    """A mention when the Slack user is known, otherwise the escaped email address."""
+    if not who:
+        return "someone"
+    if who.get("slack_user_id"):
+        return f"<@{who['slack_user_id']}>"
+    return mrkdwn(who.get("email") or "someone", 200)
+
+
+def button_value(task: dict[str, Any], content_hash: str) -> str:
+    """What a button carries: the task, the tier and the content it was shown for."""
+    return json.dumps(
+        {"t": task["id"], "r": task["tier"], "h": content_hash}, separators=(",", ":")
+    )
+
+
+def parse_button_value(raw: str) -> tuple[str, int, str] | None:
+    """(task id, tier, content hash) from a button value, or None if it is not ours."""
+    try:
+        value = json.loads(raw)
+        return str(value["t"]), int(value["r"]), str(value["h"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _context(*parts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_text(p) for p in parts[:10]]}
+
+
+def _facts(task: dict[str, Any]) -> str:
+    workflow = task.get("workflow") or {}
+    facts = [f"*Workflow:* {mrkdwn(workflow.get('name', ''), 500)}"]
+    if task.get("step"):
+        facts.append(f"*Step:* {mrkdwn(task['step'], 500)}")
+    facts.append(f"*Run:* `{mrkdwn(task['run_id'], 200)}`")
+    return "  ·  ".join(facts)
+
+
+def _detail_fields(details: dict[str, Any]) -> list[dict[str, Any]]:
+    items = list(details.items())
+    shown = items if len(items) <= 10 else items[:9]
+    fields = [_text(f"*{mrkdwn(k, 200)}*\n{mrkdwn(v, 1700)}") for k, v in shown]
+    if len(items) > 10:
+        fields.append(_text(f"_…and {len(items) - 9} more in the Approvals inbox_"))
+    return fields
+
+
+def _tier_people(task: dict[str, Any], tier: int) -> list[dict[str, Any]]:
+    if tier == 0:
+        return list(task.get("approvers") or [])
+    tiers = task.get("escalation") or []
+    return list(tiers[tier - 1]["approvers"]) if 0 < tier <= len(tiers) else []
+
+
+def _names(people: list[dict[str, Any]]) -> str:
+    return ", ".join(person(p) for p in people[:20]) or "nobody"
+
+
+def _final(task: dict[str, Any]) -> dict[str, Any] | None:
+    ending = [d for d in task.get("decisions", []) if d["action"] in _OUTCOMES]
+    return ending[-1] if ending else None
+
+
+def outcome_line(task: dict[str, Any]) -> str:
+    """One line saying how the task ended: what, who, via which channel, when."""
+    final = _final(task)
+    if final is None:
+        return ""
+    icon, label = _OUTCOMES[final["action"]]
+    when = slack_date(final["at"])
+    if final["action"] == "approve":
+        approvers = [
+            d["by"]
+            for d in task["decisions"]
+            if d["action"] == "approve" and d["tier"] == final["tier"]
+        ]
+        who = " and ".join(person(p) for p in approvers)
+        return f"{icon} *{label}* by {who} via {_VIA[final['via']]} · {when}"
+    if final["action"] == "deny":
+        line = f"{icon} *{label}* by {person(final['by'])} via {_VIA[final['via']]} · {when}"
+        if final.get("reason"):
+            line += f"\n>{mrkdwn(final['reason'], 1500)}"
+        return line
+    return f"{icon} *{label}* · {when}"
+
+
+def approval_message(
+    task: dict[str, Any],
+    *,
+    tier: int,
+    app_url: str,
+    content_hash: str,
+    reminder: bool = False,
+    mention: list[dict[str, Any]] | None = None,
+    escalated_to: list[dict[str, Any]] | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """(notification text, blocks) of an approval request shown to `tier`, in its current
+    state: live buttons only while the task is pending at that tier.
+
+    `mention` names the tier's approvers in a channel post; `escalated_to` the current tier's
+    approvers with their Slack users resolved, for a message of an earlier tier."""
+    summary = str(task["summary"])
+    blocks: list[dict[str, Any]] = []
+    if reminder:
+        blocks.append(_context("⏰ *Reminder:* this request is still waiting for you"))
+    blocks.append(
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": cut(summary, 150), "emoji": False},
+        }
+    )
+    if mention:
+        blocks.append({"type": "section", "text": _text(f"Approval needed from {_names(mention)}")})
+    blocks.append({"type": "section", "text": _text(cut(_facts(task), 3000))})
+    if task.get("details"):
+        blocks.append({"type": "section", "fields": _detail_fields(task["details"])})
+    asked_by = person(task.get("requested_by")) if task.get("requested_by") else "the platform"
+    blocks.append(
+        _context(
+            _BADGES[task["reversibility"]],
+            f"Requested by {asked_by}",
+            f"Expires {slack_date(task['expires_at'])}",
+        )
+    )
+    inbox = f"{app_url}/{task['workspace']}/monitoring/approvals"
+    inbox_button = {
+        "type": "button",
+        "action_id": INBOX_ACTION,
+        "url": cut(inbox, 3000),
+        "text": {"type": "plain_text", "text": "Approvals inbox"},
+    }
+    pending_here = task["status"] == "pending" and task["tier"] == tier
+    if pending_here:
+        required = int(task.get("required_approvals", 1))
+        if required > 1:
+            got = [
+                d["by"] for d in task["decisions"] if d["action"] == "approve" and d["tier"] == tier
+            ]
+            note = f"*{len(got)} of {required}* approvals"
+            if got:
+                note += " — approved by " + " and ".join(person(p) for p in got)
+            blocks.append(_context(note))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "taskjuice_decision",
+                "elements": [
+                    _approve_button(task, content_hash),
+                    _deny_button(task, content_hash),
+                    inbox_button,
+                ],
+            }
+        )
+        text = f"Approval needed: {mrkdwn(summary, 300)}"
+    elif task["status"] == "pending" and task["tier"] > tier:
+        names = _names(escalated_to or _tier_people(task, task["tier"]))
+        blocks.append(
+            {
+                "type": "section",
+                "text": _text(f"⤴️ *Escalated* to {names} — nobody answered in time"),
+            }
+        )
+        blocks.append({"type": "actions", "elements": [inbox_button]})
+        text = f"Escalated: {mrkdwn(summary, 300)}"
+    else:
+        line = outcome_line(task) or "This request is no longer waiting for you."
+        blocks.append({"type": "section", "text": _text(cut(line, 3000))})
+        blocks.append({"type": "actions", "elements": [inbox_button]})
+        text = f"{task['status'].capitalize()}: {mrkdwn(summary, 300)}"
+    return text, blocks
+
+
+def _approve_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": APPROVE_ACTION,
+        "style": "primary",
+        "text": {"type": "plain_text", "text": "Approve"},
+        "value": button_value(task, content_hash),
+    }
+    if task["reversibility"] == "irreversible":
+        button["confirm"] = {
+            "title": {"type": "plain_text", "text": "Approve an irreversible action?"},
+            "text": _text(
+                cut(
+                    "This action cannot be undone once it runs: " + mrkdwn(task["summary"], 200),
+                    300,
+                )
+            ),
+            "confirm": {"type": "plain_text", "text": "Approve"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+    return button
+
+
+def _deny_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": DENY_ACTION,
+        "style": "danger",
+        "text": {"type": "plain_text", "text": "Deny"},
+        "value": button_value(task, content_hash),
+    }
+
+
+def deny_modal(task: dict[str, Any], private_metadata: str) -> dict[str, Any]:
+    """The modal that asks for an optional reason before denying."""
+    return {
+        "type": "modal",
+        "callback_id": DENY_MODAL,
+        "private_metadata": private_metadata[:3000],
+        "title": {"type": "plain_text", "text": "Deny request"},
+        "submit": {"type": "plain_text", "text": "Deny"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": _text(f"*{mrkdwn(task['summary'], 2900)}*")},
+            {
+                "type": "input",
+                "block_id": "reason",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 2000,
+                },
+            },
+        ],
+    }
+
+
+def notice_view(title: str, text: str) -> dict[str, Any]:
+    """A modal that only explains something (e.g. why a denial did not count)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": cut(title, 24)},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": _text(cut(text, 3000))}],
+    }

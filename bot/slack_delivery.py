@@ -1,0 +1,403 @@
+"""Slack delivery: plans messages for task and alert changes, and sends them from the outbox.
+
+A change queues one outbox item per Slack message to post or update. Items about one message
+share an ordering key, so a post always completes before its updates; every post and update
+renders the task as it stands when it is sent, so a late update can never show stale state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import asyncpg
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.outbox import GiveUp, RetryLater
+from bot.slack_alert_blocks import alert_message
+from bot.slack_blocks import approval_message
+from store import alerts as alert_store
+from store import outbox, tasks
+from store import slack as store
+from store.outbox import OutboxItem
+
+__all__ = ["SLACK_KINDS", "SlackChannel", "SlackSender"]
+
+log = logging.getLogger("taskjuice.slack")
+
+POST, UPDATE, EPHEMERAL, ALERT, HOME = (
+    "slack.post",
+    "slack.update",
+    "slack.ephemeral",
+    "slack.alert",
+    "slack.home",
+)
+SLACK_KINDS = (POST, UPDATE, EPHEMERAL, ALERT, HOME)
+METADATA_EVENT = "taskjuice_approval"
+
+# Errors that no retry will mend: the delivery is marked failed and the item is done.
+_PERMANENT = {
+    "users_not_found",
+    "user_not_found",
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "account_inactive",
+    "cannot_dm_bot",
+    "user_is_bot",
+    "restricted_action",
+    "msg_too_long",
+    "invalid_blocks",
+    "no_text",
+    "message_not_found",
+    "cant_update_message",
+}
+_ENDED = ("approved", "denied", "expired", "cancelled")
+
+
+def _failure(exc: Exception) -> Exception:
+    """The outbox's view of a Slack failure."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        error = str(exc.response.get("error", "")) if exc.response.data else ""
+        if status == 429:
+            retry = exc.response.headers.get("Retry-After", "1")
+            return RetryLater("slack ratelimited", delay=float(retry) if retry.isdigit() else 1.0)
+        if error in _PERMANENT:
+            return GiveUp(f"slack: {error}")
+        return RetryLater(f"slack: {error or f'HTTP {status}'}")
+    return RetryLater(f"slack unreachable: {type(exc).__name__}")
+
+
+@dataclass(slots=True)
+class SlackChannel:
+    """Turns task and alert changes into Slack outbox items (the channel plugin)."""
+
+    pool: asyncpg.Pool
+
+    async def task_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
+    ) -> None:
+        view = await tasks.task_view(conn, task_id)
+        if view is None or not view["deliver"].get("slack", True):
+            return
+        channel = view["deliver"].get("slack_channel")
+        if event in ("created", "escalated") and view["status"] == "pending":
+            for delivery_id in await store.plan(
+                conn, task_id, view["tier"], "request", channel=channel
+            ):
+                await self._queue(conn, item, POST, delivery_id, task_id)
+        if event == "reminder" and view["status"] == "pending":
+            for delivery_id in await store.plan(
+                conn, task_id, view["tier"], "reminder", channel=channel
+            ):
+                await self._queue(conn, item, POST, delivery_id, task_id)
+        if event in ("vote", "escalated", *_ENDED):
+            for delivery in await store.deliveries_of(conn, task_id):
+                if delivery.purpose == "request" or event in _ENDED:
+                    await self._queue(conn, item, UPDATE, delivery.id, task_id)
+
+    async def alert_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str
+    ) -> None:
+        await outbox.enqueue(
+            conn,
+            ALERT,
+            {"alert_id": alert_id},
+            ordering_key=f"slack-alert:{alert_id}",
+            message_id=f"{item.message_id}:{ALERT}:{alert_id}",
+        )
+
+    async def _queue(
+        self,
+        conn: asyncpg.Connection,
+        item: OutboxItem,
+        kind: str,
+        delivery_id: int,
+        task_id: UUID,
+    ) -> None:
+        await outbox.enqueue(
+            conn,
+            kind,
+            {"delivery_id": delivery_id},
+            task_id=task_id,
+            ordering_key=f"slack:{delivery_id}",
+            message_id=f"{item.message_id}:{kind}:{delivery_id}",
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class SlackSender:
+    """Sends Slack outbox items with the one Web API client of the process."""
+
+    pool: asyncpg.Pool
+    client: AsyncWebClient
+    app_url: str
+    post_interval: float = 1.0
+    _team_id: str | None = None
+    _next_post: dict[str, float] = field(default_factory=dict)
+
+    def handlers(self) -> dict[str, Any]:
+        return {
+            POST: self.post,
+            UPDATE: self.update,
+            EPHEMERAL: self.ephemeral,
+            ALERT: self.alert,
+            HOME: self.home,
+        }
+
+    async def team_id(self) -> str:
+        if self._team_id is None:
+            try:
+                answer = await self.client.auth_test()
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                raise _failure(exc) from exc
+            self._team_id = str(answer["team_id"])
+        return self._team_id
+
+    def _pace(self, channel: str) -> None:
+        """About one message per second per channel; a faster post waits its turn."""
+        now = time.monotonic()
+        due = self._next_post.get(channel, 0.0)
+        if due > now:
+            raise RetryLater("pacing the channel", delay=due - now)
+        self._next_post[channel] = now + self.post_interval
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return await self.client.api_call(method, json=kwargs)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise _failure(exc) from exc
+
+    async def _get(self, method: str, **params: Any) -> Any:
+        try:
+            return await self.client.api_call(method, http_verb="GET", params=params)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise _failure(exc) from exc
+
+    async def user_for(self, email: str) -> str:
+        """The Slack user of an email address, cached in the database."""
+        team = await self.team_id()
+        async with self.pool.acquire() as conn:
+            cached = await store.user_of_email(conn, team, email)
+        if cached:
+            return cached
+        answer = await self._get("users.lookupByEmail", email=email)
+        user = answer["user"]
+        async with self.pool.acquire() as conn:
+            await store.cache_user(conn, team, user["id"], email, user.get("tz"))
+        return str(user["id"])
+
+    async def _recipient_channel(self, delivery: store.Delivery) -> str:
+        if delivery.slack_channel:
+            return delivery.slack_channel
+        user = delivery.approver_slack_user_id
+        if user is None:
+            assert delivery.approver_email is not None
+            user = await self.user_for(delivery.approver_email)
+        opened = await self._call("conversations.open", users=user)
+        return str(opened["channel"]["id"])
+
+    async def _render(self, delivery: store.Delivery) -> tuple[str, list[dict[str, Any]]] | None:
+        async with self.pool.acquire() as conn:
+            view = await tasks.task_view(conn, delivery.task_id)
+            digest = await store.content_hash(conn, delivery.task_id)
+        if view is None or digest is None:
+            return None
+        mention = escalated_to = None
+        if delivery.approver_id is None:  # a channel post mentions the tier's approvers
+            mention = await self._people(view, delivery.tier)
+        if view["status"] == "pending" and view["tier"] > delivery.tier:
+            escalated_to = await self._people(view, view["tier"])
+        return approval_message(
+            view,
+            tier=delivery.tier,
+            app_url=self.app_url,
+            content_hash=digest,
+            reminder=delivery.purpose == "reminder",
+            mention=mention,
+            escalated_to=escalated_to,
+        )
+
+    async def _people(self, view: dict[str, Any], tier: int) -> list[dict[str, Any]]:
+        people = view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
+        shown = []
+        for who in people:
+            if not who.get("slack_user_id") and who.get("email"):
+                with contextlib.suppress(GiveUp):  # not in this Slack workspace: by email
+                    who = who | {"slack_user_id": await self.user_for(who["email"])}
+            shown.append(who)
+        return shown
+
+    async def _find_posted(self, channel: str, delivery_id: int) -> str | None:
+        """After an ambiguous failure: the ts of our earlier post, if Slack has it."""
+        history = await self._get(
+            "conversations.history", channel=channel, limit=50, include_all_metadata="true"
+        )
+        for message in history.get("messages", []):
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and payload.get("delivery_id") == delivery_id
+            ):
+                return str(message["ts"])
+        return None
+
+    async def post(self, item: OutboxItem) -> None:
+        async with self.pool.acquire() as conn:
+            delivery = await store.delivery(conn, int(item.payload["delivery_id"]))
+        if delivery is None or delivery.status != "queued":
+            return
+        try:
+            rendered = await self._render(delivery)
+            if rendered is None:
+                return
+            async with self.pool.acquire() as conn:
+                task = await tasks.task_view(conn, delivery.task_id)
+            if task is None or task["status"] != "pending" or task["tier"] != delivery.tier:
+                async with self.pool.acquire() as conn:
+                    await store.mark_failed(conn, delivery.id, "request ended before delivery")
+                return
+            channel = await self._recipient_channel(delivery)
+            team = await self.team_id()
+            if item.attempts > 1:
+                found = await self._find_posted(channel, delivery.id)
+                if found is not None:
+                    async with self.pool.acquire() as conn:
+                        await store.mark_sent(
+                            conn, delivery.id, team_id=team, channel=channel, ts=found
+                        )
+                    return
+            self._pace(channel)
+            text, blocks = rendered
+            answer = await self._call(
+                "chat.postMessage",
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={
+                    "event_type": METADATA_EVENT,
+                    "event_payload": {"task_id": str(delivery.task_id), "delivery_id": delivery.id},
+                },
+            )
+        except GiveUp as exc:
+            async with self.pool.acquire() as conn:
+                await store.mark_failed(conn, delivery.id, exc.message)
+            log.warning(
+                "slack delivery failed",
+                extra={
+                    "event": "slack.delivery_failed",
+                    "delivery": delivery.id,
+                    "error": exc.message,
+                },
+            )
+            return
+        async with self.pool.acquire() as conn:
+            await store.mark_sent(
+                conn,
+                delivery.id,
+                team_id=team,
+                channel=str(answer["channel"]),
+                ts=str(answer["ts"]),
+            )
+
+    async def update(self, item: OutboxItem) -> None:
+        async with self.pool.acquire() as conn:
+            delivery = await store.delivery(conn, int(item.payload["delivery_id"]))
+        if delivery is None or delivery.status != "sent" or not delivery.slack_ts:
+            return
+        rendered = await self._render(delivery)
+        if rendered is None:
+            return
+        text, blocks = rendered
+        try:
+            await self._call(
+                "chat.update",
+                channel=delivery.slack_channel,
+                ts=delivery.slack_ts,
+                text=text,
+                blocks=blocks,
+            )
+        except GiveUp:
+            return  # the message was deleted in Slack: nothing left to update
+
+    async def ephemeral(self, item: OutboxItem) -> None:
+        payload = item.payload
+        try:
+            await self._call(
+                "chat.postEphemeral",
+                channel=payload["channel"],
+                user=payload["user"],
+                text=payload["text"],
+                blocks=payload.get("blocks"),
+            )
+        except GiveUp:
+            return
+
+    async def alert(self, item: OutboxItem) -> None:
+        alert_id = int(item.payload["alert_id"])
+        async with self.pool.acquire() as conn:
+            alert = await store.alert(conn, alert_id)
+            if alert is None:
+                return
+            routing = await alert_store.routing(conn, alert["workspace"])
+        text, blocks, colour = alert_message(alert, app_url=self.app_url)
+        attachments = [{"color": colour, "blocks": blocks, "fallback": text}]
+        if alert["slack_ts"]:
+            with contextlib.suppress(GiveUp):
+                await self._call(
+                    "chat.update",
+                    channel=alert["slack_channel"],
+                    ts=alert["slack_ts"],
+                    text=text,
+                    attachments=attachments,
+                    blocks=[],
+                )
+            return
+        channel = routing.get("slack_channel")
+        if not channel:
+            return
+        team = await self.team_id()
+        self._pace(channel)
+        try:
+            answer = await self._call(
+                "chat.postMessage",
+                channel=channel,
+                text=text,
+                attachments=attachments,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except GiveUp as exc:
+            log.warning(
+                "slack alert not delivered",
+                extra={"event": "slack.alert_failed", "alert": alert_id, "error": exc.message},
+            )
+            return
+        async with self.pool.acquire() as conn:
+            await store.alert_posted(
+                conn, alert_id, team_id=team, channel=str(answer["channel"]), ts=str(answer["ts"])
+            )
+
+    async def home(self, item: OutboxItem) -> None:
+        from bot.slack_home import home_view
+
+        user = str(item.payload["user"])
+        team = await self.team_id()
+        async with self.pool.acquire() as conn:
+            email = await store.email_of(conn, team, user)
+            ids = await store.pending_for(conn, user, email)
+            views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
+            hashes = [await store.content_hash(conn, i) or "" for i in ids]
+        await self._call(
+            "views.publish", user_id=user, view=home_view(views, hashes, app_url=self.app_url)
+        )

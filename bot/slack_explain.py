@@ -1,0 +1,68 @@
+"""What to tell a person whose click changed nothing, in Slack's words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.decisions import DecisionResult, Verdict
+from bot.slack_blocks import person, slack_date
+
+__all__ = ["explain"]
+
+_PAST = {
+    "approve": "approved",
+    "deny": "denied",
+    "cancel": "cancelled",
+    "expire": "expired",
+    "proceed": "expired",
+}
+_VIA = {
+    "slack": "Slack",
+    "email_link": "email",
+    "email_reply": "email reply",
+    "timeout": "the timeout policy",
+    "api": "the platform",
+}
+
+
+def _tier_people(view: dict[str, Any]) -> list[dict[str, Any]]:
+    tier = int(view["tier"])
+    people: list[dict[str, Any]] = (
+        view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
+    )
+    return people
+
+
+def explain(result: DecisionResult | None, view: dict[str, Any] | None) -> str:
+    """One or two sentences: what happened already, or why this person cannot decide."""
+    if result is None or view is None:
+        return "This button is no longer valid: the request could not be found."
+    decision = result.decision
+    if result.verdict is Verdict.ALREADY_FINISHED:
+        if decision is None:
+            return f"This request is already {view['status']}."
+        at = slack_date(decision.decided_at, "{time}")
+        if decision.action in ("expire", "proceed"):
+            outcome = "denied" if decision.action == "expire" else "allowed to proceed"
+            return f"This request already expired at {at} and was {outcome} by its timeout policy."
+        if decision.action == "cancel":
+            return f"This request was cancelled at {at}: the run was cancelled."
+        who = person(decision.actor.as_json() if decision.actor else None)
+        return f"Already {_PAST[decision.action]} by {who} via {_VIA[decision.via]} at {at}."
+    if result.verdict is Verdict.ALREADY_VOTED and decision is not None:
+        return (
+            f"You already {_PAST.get(decision.action, 'decided')} this request "
+            f"at {slack_date(decision.decided_at, '{time}')}; it is waiting for "
+            f"{view['required_approvals'] - result.approvals or 'more'} more approval(s)."
+        )
+    if result.verdict is Verdict.SELF_APPROVAL:
+        return "You asked for this approval, so you cannot approve it yourself."
+    if result.verdict is Verdict.STALE:
+        if view["tier"] > result.task.tier or view["tier"] > 0:
+            names = ", ".join(person(p) for p in _tier_people(view))
+            return f"This request was escalated to {names}; this message is out of date."
+        return "This message is out of date: the request changed. Use the latest message."
+    if result.verdict is Verdict.NOT_APPROVER:
+        names = ", ".join(person(p) for p in _tier_people(view))
+        return f"Only the approvers of this request can decide it: {names}."
+    return "Nothing was changed."

@@ -1,0 +1,67 @@
+"""App Home and `/taskjuice` answers: the person's pending approvals, and help."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.slack_blocks import approval_message, cut
+
+__all__ = ["HELP_TEXT", "approvals_blocks", "home_view"]
+
+HELP_TEXT = (
+    "*TaskJuice approvals*\n"
+    "• `/taskjuice approvals` — your pending approvals\n"
+    "• `/taskjuice subscribe <workspace>` — send that workspace's alerts (spend cap, "
+    "reauthorization, throughput breaker) to this channel\n"
+    "• `/taskjuice unsubscribe` — stop sending alerts to this channel\n"
+    "• `/taskjuice help` — this message\n"
+    "Approval requests arrive as direct messages; decide with their buttons."
+)
+
+
+def approvals_blocks(
+    views: list[dict[str, Any]], hashes: list[str], *, app_url: str, limit: int = 45
+) -> list[dict[str, Any]]:
+    """Each pending request with its buttons, separated by dividers, within `limit` blocks."""
+    if not views:
+        return [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "🎉 Nothing is waiting for your approval."},
+            }
+        ]
+    blocks: list[dict[str, Any]] = []
+    for view, digest in zip(views, hashes, strict=True):
+        _, shown = approval_message(view, tier=view["tier"], app_url=app_url, content_hash=digest)
+        if len(blocks) + len(shown) + 1 > limit:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [
+                        {
+                            "type": "mrkdwn",
+                            "text": "_More requests are waiting: see the Approvals inbox._",
+                        }
+                    ],
+                }
+            )
+            break
+        blocks += [*shown, {"type": "divider"}]
+    return blocks
+
+
+def home_view(views: list[dict[str, Any]], hashes: list[str], *, app_url: str) -> dict[str, Any]:
+    """The App Home tab: the person's pending approvals with working buttons."""
+    count = len(views)
+    title = (
+        "Nothing waiting for you"
+        if count == 0
+        else ("1 approval waiting for you" if count == 1 else f"{count} approvals waiting for you")
+    )
+    return {
+        "type": "home",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": cut(title, 150)}},
+            *approvals_blocks(views, hashes, app_url=app_url, limit=95),
+        ],
+    }

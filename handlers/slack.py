@@ -1,0 +1,305 @@
+"""Slack's inbound edge: buttons, the deny modal, `/taskjuice`, App Home (async Bolt).
+
+Every decision is committed through `bot.decisions.decide()` before the request is
+acknowledged (Bolt with `process_before_response=True`); Slack updates, explanations and
+callbacks go through the outbox, so nothing slow runs before the answer to Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import alerts, decisions
+from bot.config import Settings
+from bot.decisions import DecisionResult
+from bot.domain import Actor, Channel, Outcome
+from bot.errors import NotFound
+from bot.metrics import Metrics
+from bot.schemas import WORKSPACE_PATTERN
+from bot.slack_alert_blocks import RESUME_ACTION
+from bot.slack_blocks import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    DENY_MODAL,
+    deny_modal,
+    notice_view,
+    parse_button_value,
+)
+from bot.slack_delivery import EPHEMERAL, HOME
+from bot.slack_explain import explain
+from bot.slack_home import HELP_TEXT, approvals_blocks
+from store import alerts as alert_store
+from store import outbox, tasks
+from store import slack as store
+
+__all__ = ["build_bolt", "slack_route"]
+
+log = logging.getLogger("taskjuice.slack")
+
+
+def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
+    """The aiohttp handler for POST /slack/events (signature checked by Bolt)."""
+    verifier = SignatureVerifier(signing_secret)
+
+    async def handle(request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        try:
+            return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        except Exception as exc:
+            # Bolt could not even read the payload; only a correctly signed one earns a 400.
+            signed = verifier.is_valid_request(await request.read(), dict(request.headers))
+            log.warning(
+                "unreadable Slack payload",
+                extra={"event": "slack.bad_payload", "error": type(exc).__name__, "signed": signed},
+            )
+            return web.Response(status=400 if signed else 401)
+
+    return handle
+
+
+def build_bolt(
+    settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
+) -> AsyncApp:
+    """The Bolt app with every listener; it shares the process's pool and Web API client."""
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "socket-mode-needs-none",
+        process_before_response=True,
+        request_verification_enabled=True,
+        logger=logging.getLogger("taskjuice.slack.bolt"),
+    )
+    edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)
+    bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(edge.on_approve)
+    bolt.action(re.compile(f"^{DENY_ACTION}$"))(edge.on_deny)
+    bolt.action(re.compile(f"^{RESUME_ACTION}$"))(edge.on_resume)
+    bolt.action(
+        re.compile("^taskjuice_(open_inbox|adjust_cap|reconnect|runs|connections|open_workflow)$")
+    )(edge.on_link)
+    bolt.view(re.compile(f"^{DENY_MODAL}$"))(edge.on_deny_submit)
+    bolt.command("/taskjuice")(edge.on_command)
+    bolt.event("app_home_opened")(edge.on_home_opened)
+    bolt.error(_on_error)
+    return bolt
+
+
+async def _on_error(error: Exception) -> BoltResponse | None:
+    """A signed payload Bolt cannot read is bad input (400), not a server error."""
+    if isinstance(error, (KeyError, TypeError, ValueError, AttributeError, IndexError)):
+        log.warning(
+            "unreadable Slack payload",
+            extra={"event": "slack.bad_payload", "error": type(error).__name__},
+        )
+        return BoltResponse(status=400, body="")
+    log.error("Slack request failed", extra={"event": "slack.error", "error": type(error).__name__})
+    return None
+
+
+class _SlackEdge:
+    """The listeners; each parses, calls one function of `bot/`, and answers."""
+
+    def __init__(
+        self, *, settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.client = client
+        self.metrics = metrics
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def _actor(self, body: dict[str, Any]) -> Actor:
+        user = body.get("user") or {}
+        user_id = str(user.get("id", ""))
+        team = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
+        async with self.pool.acquire() as conn:
+            email = await store.email_of(conn, team, user_id) if user_id else None
+        return Actor(email=email, slack_user_id=user_id or None, slack_team_id=team or None)
+
+    async def _decide(
+        self, body: dict[str, Any], raw_value: str, outcome: Outcome, reason: str | None = None
+    ) -> DecisionResult | None:
+        parsed = parse_button_value(raw_value)
+        if parsed is None:
+            return None
+        task_id, tier, digest = parsed
+        try:
+            uuid = UUID(task_id)
+        except ValueError:
+            return None
+        actor = await self._actor(body)
+        if actor.slack_user_id is None:
+            return None
+        client = {
+            "team_id": actor.slack_team_id,
+            "channel": (body.get("channel") or {}).get("id"),
+            "message_ts": (body.get("container") or {}).get("message_ts"),
+        }
+        try:
+            return await decisions.decide(
+                self.pool,
+                task_id=uuid,
+                actor=actor,
+                outcome=outcome,
+                via=Channel.SLACK,
+                reason=reason,
+                client=client,
+                content_hash=digest,
+                tier=tier,
+                metrics=self.metrics,
+            )
+        except NotFound:
+            return None
+
+    async def _tell(self, body: dict[str, Any], result: DecisionResult | None) -> None:
+        """Explain a refusal to the person, privately, through the outbox."""
+        user = (body.get("user") or {}).get("id")
+        channel = (body.get("channel") or {}).get("id")
+        if not user:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            if channel and (result is None or not result.changed):
+                view = await tasks.task_view(conn, result.task.id) if result else None
+                text = explain(result, view)
+                await outbox.enqueue(
+                    conn, EPHEMERAL, {"channel": channel, "user": user, "text": text}
+                )
+            if (body.get("container") or {}).get("type") == "view" or not channel:
+                await outbox.enqueue(conn, HOME, {"user": user})
+
+    async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        result = await self._decide(body, str(action.get("value", "")), Outcome.APPROVE)
+        await self._tell(body, result)
+        await ack()
+
+    async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        parsed = parse_button_value(str(action.get("value", "")))
+        trigger = body.get("trigger_id")
+        await ack()
+        if parsed is None or not trigger:
+            return
+        meta = json.dumps(
+            {
+                "v": action["value"],
+                "c": (body.get("channel") or {}).get("id"),
+                "k": (body.get("container") or {}).get("type"),
+            }
+        )
+        async with self.pool.acquire() as conn:
+            try:
+                view = await tasks.task_view(conn, UUID(parsed[0]))
+            except ValueError:
+                view = None
+        if view is None:
+            return
+        # Opening a modal is not a decision: it runs after the ack and may be retried by a click.
+        task = asyncio.create_task(
+            self.client.views_open(trigger_id=trigger, view=deny_modal(view, meta))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "slack modal not opened",
+                extra={"event": "slack.modal_failed", "error": type(task.exception()).__name__},
+            )
+
+    async def on_deny_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            reason = view["state"]["values"]["reason"]["reason"].get("value") or None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            meta, reason = {}, None
+        body = body | {
+            "channel": {"id": meta.get("c")} if meta.get("c") else None,
+            "container": {"type": meta.get("k")},
+        }
+        result = await self._decide(body, str(meta.get("v", "")), Outcome.DENY, reason=reason)
+        if result is not None and result.changed:
+            await ack()
+            return
+        async with self.pool.acquire() as conn:
+            task = await tasks.task_view(conn, result.task.id) if result else None
+        await ack(response_action="update", view=notice_view("Not recorded", explain(result, task)))
+
+    async def on_resume(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        raw = str(action.get("value", ""))
+        actor = await self._actor(body)
+        if raw.isdigit() and actor.slack_user_id:
+            await alerts.request_resume(self.pool, int(raw), actor.as_json(), "slack")
+        await ack()
+
+    async def on_link(self, ack: AsyncAck) -> None:
+        await ack()  # link buttons open their URL in Slack; there is nothing to do here
+
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        words = str(command.get("text", "")).split()
+        sub = words[0].lower() if words else "help"
+        if sub == "approvals":
+            await ack(blocks=await self._approvals(command), text="Your pending approvals")
+        elif sub == "subscribe" and len(words) == 2:
+            await ack(text=await self._subscribe(command, words[1]))
+        elif sub == "unsubscribe":
+            await ack(text=await self._unsubscribe(command))
+        else:
+            await ack(text=HELP_TEXT)
+
+    async def _approvals(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        user, team = str(command.get("user_id", "")), str(command.get("team_id", ""))
+        async with self.pool.acquire() as conn:
+            email = await store.email_of(conn, team, user)
+            ids = await store.pending_for(conn, user, email)
+            views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
+            hashes = [await store.content_hash(conn, i) or "" for i in ids]
+        return approvals_blocks(views, hashes, app_url=self.settings.taskjuice_app_url)
+
+    async def _subscribe(self, command: dict[str, Any], workspace: str) -> str:
+        channel, team = str(command.get("channel_id", "")), str(command.get("team_id", ""))
+        if not re.fullmatch(WORKSPACE_PATTERN, workspace):
+            return "That is not a workspace name: use letters, digits, `.`, `_` and `-`."
+        if not channel.startswith(("C", "G")):
+            return "Run `/taskjuice subscribe` in the channel that should receive the alerts."
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await alert_store.routing(conn, workspace)
+            if current.get("slack_team_id") and current["slack_team_id"] != team:
+                return "That workspace's alerts go to another Slack workspace."
+            await alert_store.set_routing(
+                conn, workspace, {"slack_channel": channel, "slack_team_id": team}
+            )
+        return f"This channel now receives the alerts of *{workspace}*."
+
+    async def _unsubscribe(self, command: dict[str, Any]) -> str:
+        channel = str(command.get("channel_id", ""))
+        async with self.pool.acquire() as conn:
+            names = await alert_store.unroute_channel(conn, channel)
+        if not names:
+            return "This channel receives no TaskJuice alerts."
+        return (
+            "This channel no longer receives the alerts of "
+            + ", ".join(f"*{n}*" for n in names)
+            + "."
+        )
+
+    async def on_home_opened(self, event: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        async with self.pool.acquire() as conn:
+            await outbox.enqueue(conn, HOME, {"user": str(event["user"])})

@@ -1,0 +1,466 @@
+"""Approvals in Slack: delivery, decisions by button and modal, and messages kept current."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.devkit.slack_api import Fault, SlackApiDouble
+from tests.conftest import Service, approval_body
+from tests.slack_support import (
+    APPROVALS,
+    CFO,
+    DANA,
+    LEE,
+    MALLORY,
+    OPS,
+    SlackUserAgent,
+    buttons,
+    sign,
+    text_of,
+    view_submission,
+)
+from tests.support import CallbackReceiver, eventually
+
+
+async def request(service: Service, **changes: Any) -> dict[str, Any]:
+    status, task = await service.request("POST", "/api/v1/approvals", json=approval_body(**changes))
+    assert status == 201, task
+    return dict(task)
+
+
+def dm(slack: SlackApiDouble, user: str) -> list[dict[str, Any]]:
+    return slack.messages.get(slack.dm_channel(user), [])
+
+
+async def first_dm(slack: SlackApiDouble, user: str) -> dict[str, Any]:
+    [message] = await eventually(lambda: dm(slack, user), what=f"a DM to {user}")
+    return message
+
+
+def ephemeral_for(slack: SlackApiDouble, user: str) -> list[str]:
+    return [e["text"] for e in slack.ephemeral if e["user"] == user]
+
+
+async def settled(slack: SlackApiDouble, check: Any, what: str) -> Any:
+    return await eventually(check, what=what)
+
+
+async def test_each_approver_gets_a_dm_with_the_request(
+    slack_service: Service, slack: SlackApiDouble
+) -> None:
+    task = await request(slack_service, details={"amount": "4000.00", "currency": "USD"})
+    for user in (DANA, LEE):
+        message = await first_dm(slack, user)
+        assert message["blocks"][0] == {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": "Refund $4,000 to customer #881",
+                "emoji": False,
+            },
+        }
+        assert buttons(message) == ["taskjuice_approve", "taskjuice_deny"]
+        approve = next(
+            e
+            for b in message["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "taskjuice_approve"
+        )
+        assert (
+            approve["style"] == "primary"
+            and "cannot be undone" in approve["confirm"]["text"]["text"]
+        )
+        rendered = text_of(message)
+        for fragment in (
+            "Refunds",
+            "Issue refund",
+            "run_8f2",
+            "Irreversible",
+            "<!date^",
+            "ops@acme.test",
+            "/acme/monitoring/approvals",
+            "*amount*",
+        ):
+            assert fragment in rendered, fragment
+        assert message["unfurl_links"] is False and message["unfurl_media"] is False
+        assert message["metadata"]["event_payload"]["task_id"] == task["id"]
+    lookups = slack.calls_to("users.lookupByEmail")
+    assert [c.args["email"] for c in lookups] == ["dana@acme.test"]  # lee is known by id
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert sorted(d["slack_channel"] for d in view["deliveries"]) == ["D024BE7LH", "D0DANA001"]
+
+
+async def test_a_channel_request_mentions_its_approvers(
+    slack_service: Service, slack: SlackApiDouble
+) -> None:
+    await request(
+        slack_service, deliver={"slack": True, "slack_channel": APPROVALS}, reversibility="safe"
+    )
+    [message] = await eventually(lambda: slack.messages.get(APPROVALS), what="channel post")
+    rendered = text_of(message)
+    assert f"<@{DANA}>" in rendered and f"<@{LEE}>" in rendered
+    assert "Safe" in rendered and "confirm" not in json.dumps(message["blocks"])
+    assert dm(slack, DANA) == [] and dm(slack, LEE) == []
+
+
+async def test_approve_click_decides_and_updates_every_message(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+) -> None:
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    await first_dm(slack, LEE)
+    started = time.perf_counter()
+    status, _ = await slack_user.click(message, "taskjuice_approve", DANA)
+    assert status == 200 and time.perf_counter() - started < 3
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved"  # committed before the answer to Slack
+    assert [(d["action"], d["via"]) for d in view["decisions"]] == [("approve", "slack")]
+    for user in (DANA, LEE):
+        updated = await settled(
+            slack,
+            lambda u=user: dm(slack, u)[0]["edited"] and dm(slack, u)[0],
+            f"update of {user}'s DM",
+        )
+        assert buttons(updated) == []
+        assert f"Approved* by <@{DANA}> via Slack" in text_of(updated)
+    [callback] = await eventually(lambda: receiver.delivered, what="callback")
+    assert callback.json["data"]["decided_by"] == {"email": "dana@acme.test", "slack_user_id": DANA}
+
+
+async def test_deny_asks_for_a_reason_in_a_modal(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+) -> None:
+    task = await request(slack_service)
+    message = await first_dm(slack, LEE)
+    status, _ = await slack_user.click(message, "taskjuice_deny", LEE)
+    assert status == 200
+    [modal] = await eventually(lambda: slack.views, what="the deny modal")
+    assert modal["callback_id"] == "taskjuice_deny_reason"
+    _, still = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert still["status"] == "pending"  # opening the modal decides nothing
+    status, body = await slack_user.interact(view_submission(modal, LEE, "Wrong <b>customer</b>"))
+    assert status == 200 and body == ""
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "denied" and view["decisions"][0]["reason"] == "Wrong <b>customer</b>"
+    updated = await settled(
+        slack, lambda: dm(slack, DANA)[0]["edited"] and dm(slack, DANA)[0], "update"
+    )
+    assert "Wrong &lt;b&gt;customer&lt;/b&gt;" in text_of(updated)
+    [callback] = await eventually(lambda: receiver.delivered, what="callback")
+    assert callback.json["type"] == "approval.denied"
+    assert callback.json["data"]["reason"] == "Wrong <b>customer</b>"
+
+
+async def test_a_late_denial_in_the_modal_is_explained_there(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    await request(slack_service)
+    lee_message = await first_dm(slack, LEE)
+    await slack_user.click(lee_message, "taskjuice_deny", LEE)
+    [modal] = await eventually(lambda: slack.views, what="the deny modal")
+    await slack_user.click(await first_dm(slack, DANA), "taskjuice_approve", DANA)
+    status, body = await slack_user.interact(view_submission(modal, LEE, None))
+    answer = json.loads(body)
+    assert status == 200 and answer["response_action"] == "update"
+    assert "Already approved by" in json.dumps(answer["view"])
+
+
+async def test_a_quorum_step_updates_the_messages(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    task = await request(slack_service, required_approvals=2)
+    await slack_user.click(await first_dm(slack, DANA), "taskjuice_approve", DANA)
+    lee_view = await settled(
+        slack, lambda: dm(slack, LEE)[0]["edited"] and dm(slack, LEE)[0], "quorum update"
+    )
+    assert "*1 of 2* approvals" in text_of(lee_view) and buttons(lee_view)
+    await slack_user.click(lee_view, "taskjuice_approve", LEE)
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved"
+    final = await settled(
+        slack, lambda: dm(slack, DANA)[0]["edited"] >= 2 and dm(slack, DANA)[0], "final update"
+    )
+    assert f"<@{DANA}> and <@{LEE}>" in text_of(final) and buttons(final) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "clicker", "expected"),
+    [
+        ({}, MALLORY, "Only the approvers of this request can decide it"),
+        (
+            {"approvers": [{"email": "ops@acme.test"}, {"email": "dana@acme.test"}]},
+            OPS,
+            "You asked for this approval",
+        ),
+    ],
+)
+async def test_a_refused_click_is_explained_privately_and_changes_nothing(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    changes: dict[str, Any],
+    clicker: str,
+    expected: str,
+) -> None:
+    task = await request(slack_service, **changes)
+    message = await first_dm(slack, DANA)
+    status, _ = await slack_user.click(message, "taskjuice_approve", clicker)
+    assert status == 200
+    [text] = await eventually(lambda: ephemeral_for(slack, clicker), what="an explanation")
+    assert expected in text
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "pending" and view["decisions"] == []
+
+
+async def test_a_double_click_decides_once(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+) -> None:
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    results = await asyncio.gather(
+        *[slack_user.click(message, "taskjuice_approve", DANA) for _ in range(3)]
+    )
+    assert {status for status, _ in results} == {200}
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert len(view["decisions"]) == 1
+    texts = await eventually(
+        lambda: len(ephemeral_for(slack, DANA)) == 2 and ephemeral_for(slack, DANA),
+        what="two explanations",
+    )
+    assert all(t.startswith(f"Already approved by <@{DANA}> via Slack at <!date^") for t in texts)
+    await eventually(lambda: receiver.delivered, what="callback")
+    assert len(receiver.attempts) == 1
+
+
+async def test_a_click_on_a_stale_message_after_escalation_changes_nothing(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    task = await request(
+        slack_service,
+        expires_in=1,
+        timeout_policy="escalate",
+        escalation=[{"approvers": [{"email": "cfo@acme.test"}], "expires_in": 600}],
+    )
+    old = copy.deepcopy(await first_dm(slack, DANA))  # as Dana's Slack client still shows it
+    cfo_message = await first_dm(slack, CFO)  # posted when the first tier ran out
+    updated = await settled(
+        slack, lambda: dm(slack, DANA)[0]["edited"] and dm(slack, DANA)[0], "escalation note"
+    )
+    assert f"Escalated* to <@{CFO}>" in text_of(updated), text_of(updated)[-700:]
+    assert buttons(updated) == []
+    status, _ = await slack_user.click(old, "taskjuice_approve", DANA)  # the old buttons
+    assert status == 200
+    [text] = await eventually(lambda: ephemeral_for(slack, DANA), what="an explanation")
+    assert "escalated" in text
+    await slack_user.click(cfo_message, "taskjuice_approve", CFO)
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved" and view["decisions"][-1]["by"]["email"] == "cfo@acme.test"
+
+
+@pytest.mark.parametrize("ending", ["cancel", "expire", "proceed"])
+async def test_every_message_is_updated_when_the_task_ends_otherwise(
+    slack_service: Service, slack: SlackApiDouble, ending: str
+) -> None:
+    changes: dict[str, Any] = {"deliver": {"slack": True}}
+    if ending != "cancel":
+        changes |= {
+            "expires_in": 1,
+            "timeout_policy": "deny" if ending == "expire" else "proceed",
+            "reversibility": "recoverable",
+        }
+    task = await request(slack_service, **changes)
+    await first_dm(slack, DANA)
+    await first_dm(slack, LEE)
+    if ending == "cancel":
+        await slack_service.request("POST", f"/api/v1/approvals/{task['id']}/cancel")
+    label = {
+        "cancel": "Cancelled",
+        "expire": "denied by the timeout policy",
+        "proceed": "allowed to proceed by the timeout policy",
+    }[ending]
+    for user in (DANA, LEE):
+        message = await settled(
+            slack, lambda u=user: dm(slack, u)[0]["edited"] and dm(slack, u)[0], "update"
+        )
+        assert label in text_of(message) and buttons(message) == []
+
+
+HOSTILE = "<!channel> <https://evil.test|click here> & <@U0MAL0001>"
+
+
+async def test_platform_text_never_pings_or_links_in_slack(
+    slack_service: Service, slack: SlackApiDouble
+) -> None:
+    await request(
+        slack_service,
+        summary=HOSTILE,
+        step=HOSTILE,
+        run_id=HOSTILE,
+        workflow={"id": "wf", "name": HOSTILE},
+        details={HOSTILE[:40]: HOSTILE},
+        requested_by={"email": "ops@acme.test"},
+    )
+    message = await first_dm(slack, DANA)
+    rendered = json.dumps([b for b in message["blocks"] if b["type"] != "header"]) + message["text"]
+    assert "<!channel>" not in rendered and "<https://evil" not in rendered
+    assert "<@U0MAL0001>" not in rendered
+    assert "&lt;!channel&gt;" in rendered and "&amp;" in rendered
+    assert message["blocks"][0]["text"]["type"] == "plain_text"  # shown literally, never parsed
+
+
+async def test_huge_fields_are_cut_to_slack_limits(
+    slack_service: Service, slack: SlackApiDouble
+) -> None:
+    details = {f"k{i}" * 30: "<" * 1900 for i in range(50)}
+    await request(
+        slack_service,
+        summary="S" * 1000,
+        step="P" * 500,
+        details=details,
+        workflow={"id": "wf", "name": "W" * 500},
+    )
+    message = await first_dm(slack, DANA)
+    assert len(message["blocks"][0]["text"]["text"]) <= 150
+    for block in message["blocks"]:
+        if block.get("fields"):
+            assert len(block["fields"]) <= 10
+            assert all(len(f["text"]) <= 2000 for f in block["fields"])
+        if block.get("text") and block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+    assert len(message["blocks"]) <= 50 and len(message["text"]) <= 4000
+
+
+async def test_forged_or_stale_signatures_are_refused(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    body_of = lambda: None
+    del body_of
+    forged = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}
+    status, _ = await slack_user.click(message, "taskjuice_approve", DANA, headers=forged)
+    assert status == 401
+    from tests.slack_support import block_action
+
+    element = next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "taskjuice_approve"
+    )
+    from urllib.parse import urlencode
+
+    raw = urlencode({"payload": json.dumps(block_action(message, element, DANA))}).encode()
+    stale = sign(raw, timestamp=int(time.time()) - 600)
+    status, _ = await slack_user.send(raw, "application/x-www-form-urlencoded", stale)
+    assert status == 401
+    wrong_secret = sign(raw, secret="not-the-signing-secret")
+    status, _ = await slack_user.send(raw, "application/x-www-form-urlencoded", wrong_secret)
+    assert status == 401
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "pending" and view["decisions"] == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "type": "block_actions",
+            "user": {"id": DANA},
+            "actions": [{"action_id": "taskjuice_approve", "value": "not json"}],
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": DANA},
+            "actions": [
+                {"action_id": "taskjuice_approve", "value": '{"t": "x", "r": 0, "h": "h"}'}
+            ],
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": DANA},
+            "actions": [
+                {
+                    "action_id": "taskjuice_approve",
+                    "value": '{"t": "00000000-0000-0000-0000-000000000000", "r": 0, "h": "h"}',
+                }
+            ],
+        },
+        {"type": "block_actions", "actions": [{"action_id": "taskjuice_approve", "value": "{}"}]},
+        {
+            "type": "view_submission",
+            "user": {"id": DANA},
+            "view": {"callback_id": "taskjuice_deny_reason", "private_metadata": "[[["},
+        },
+    ],
+)
+async def test_malformed_payloads_decide_nothing_and_never_fail(
+    slack_service: Service,
+    slack_user: SlackUserAgent,
+    pool: asyncpg.Pool,
+    payload: dict[str, Any],
+) -> None:
+    await request(slack_service)
+    status, _ = await slack_user.interact(payload | {"team": {"id": "T0TASKJ01"}})
+    assert status in (200, 400)
+
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
+
+
+@pytest.mark.parametrize("kind", ["ratelimited", "http", "drop", "error"])
+async def test_a_failing_post_ends_in_exactly_one_message(
+    slack_service: Service, slack: SlackApiDouble, kind: str
+) -> None:
+    fault = Fault(kind=kind, retry_after=1, status=503, error="internal_error")
+    slack.fail("chat.postMessage", fault)
+    await request(slack_service, approvers=[{"email": "dana@acme.test"}])
+    await first_dm(slack, DANA)
+
+    async def delivered() -> bool:
+        _, page = await slack_service.request("GET", "/api/v1/outbox?status=pending")
+        return not [i for i in page["items"] if i["kind"].startswith("slack")]
+
+    await eventually(delivered, timeout=15, what="delivery settled")
+    assert len(dm(slack, DANA)) == 1
+    answers = [c.answer for c in slack.calls_to("chat.postMessage")]
+    if kind == "drop":
+        # The post took effect but its answer was lost: found by its metadata, not re-posted.
+        assert answers == ["drop"] and slack.calls_to("conversations.history")
+    else:
+        assert answers == [kind, "ok"]
+
+
+async def test_an_approver_outside_slack_is_recorded_as_not_delivered(
+    slack_service: Service, slack: SlackApiDouble
+) -> None:
+    task = await request(
+        slack_service, approvers=[{"email": "nobody@elsewhere.test"}, {"email": "dana@acme.test"}]
+    )
+    await first_dm(slack, DANA)
+
+    async def failed() -> list[dict[str, Any]]:
+        _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+        return [d for d in view["deliveries"] if d.get("status") == "failed"]
+
+    await eventually(failed, what="the failed delivery")
+    _, dead = await slack_service.request("GET", "/api/v1/outbox?status=dead")
+    assert dead["items"] == []
