@@ -7,6 +7,7 @@ import copy
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import pytest
@@ -21,6 +22,7 @@ from tests.slack_support import (
     MALLORY,
     OPS,
     SlackUserAgent,
+    block_action,
     buttons,
     sign,
     text_of,
@@ -352,13 +354,10 @@ async def test_forged_or_stale_signatures_are_refused(
 ) -> None:
     task = await request(slack_service)
     message = await first_dm(slack, DANA)
-    body_of = lambda: None
-    del body_of
+
     forged = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}
     status, _ = await slack_user.click(message, "taskjuice_approve", DANA, headers=forged)
     assert status == 401
-    from tests.slack_support import block_action
-
     element = next(
         e
         for b in message["blocks"]
@@ -366,8 +365,6 @@ async def test_forged_or_stale_signatures_are_refused(
         for e in b["elements"]
         if e["action_id"] == "taskjuice_approve"
     )
-    from urllib.parse import urlencode
-
     raw = urlencode({"payload": json.dumps(block_action(message, element, DANA))}).encode()
     stale = sign(raw, timestamp=int(time.time()) - 600)
     status, _ = await slack_user.send(raw, "application/x-www-form-urlencoded", stale)
