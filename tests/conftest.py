@@ -180,14 +180,13 @@ async def slack() -> AsyncIterator[SlackApiDouble]:
 
 
 def slack_settings(receiver: CallbackReceiver, slack: SlackApiDouble, **changes: Any) -> Settings:
-    return make_settings(
-        receiver.url,
-        slack_bot_token=slack.token,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url,
-        slack_post_interval=0.05,
-        **changes,
-    )
+    slack_changes: dict[str, Any] = {
+        "slack_bot_token": slack.token,
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_api_url": slack.url,
+        "slack_post_interval": 0.05,
+    }
+    return make_settings(receiver.url, **(slack_changes | changes))
 
 
 @pytest.fixture

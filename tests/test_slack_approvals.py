@@ -461,3 +461,33 @@ async def test_an_approver_outside_slack_is_recorded_as_not_delivered(
     await eventually(failed, what="the failed delivery")
     _, dead = await slack_service.request("GET", "/api/v1/outbox?status=dead")
     assert dead["items"] == []
+
+
+async def test_socket_mode_receives_clicks_without_a_public_endpoint(
+    database_url: str, receiver: CallbackReceiver, slack: SlackApiDouble
+) -> None:
+    from tests.conftest import slack_settings, start_service
+
+    settings = slack_settings(
+        receiver, slack, slack_app_token=slack.app_token, slack_signing_secret=None
+    )
+    svc = await start_service(settings, database_url)
+    try:
+        await asyncio.wait_for(slack.socket_connected(), 10)
+        task = await request(svc)
+        message = await first_dm(slack, DANA)
+        status, _ = await svc.request("POST", "/slack/events", token=None, data=b"{}")
+        assert status == 404  # no HTTP endpoint in Socket Mode
+        element = next(
+            e
+            for b in message["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "taskjuice_approve"
+        )
+        envelope = await slack.socket_send("interactive", block_action(message, element, DANA))
+        await eventually(lambda: envelope in slack.socket_acks, what="the envelope's ack")
+        _, view = await svc.request("GET", f"/api/v1/approvals/{task['id']}")
+        assert view["status"] == "approved" and view["decisions"][0]["via"] == "slack"
+    finally:
+        await svc.close()

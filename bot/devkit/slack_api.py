@@ -66,6 +66,7 @@ class SlackApiDouble:
     bot_user_id: str = "U0BOT0001"
     bot_id: str = "B0BOT0001"
     token: str = "xoxb-test-token"  # noqa: S105 (a fake for tests and dev mode)
+    app_token: str = "xapp-test-token"  # noqa: S105 (a fake for tests and dev mode)
     pace_per_channel: float | None = None
     users: dict[str, SlackUser] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)
@@ -80,6 +81,9 @@ class SlackApiDouble:
     _last_post: dict[str, float] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    socket_acks: dict[str, Any] = field(default_factory=dict)
+    _socket_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- the workspace -------------------------------------------------------------------
 
@@ -108,6 +112,7 @@ class SlackApiDouble:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -140,7 +145,8 @@ class SlackApiDouble:
         token = auth.removeprefix("Bearer ") or args.pop("token", None)
         call = Call(method=method, args=args, token=token)
         self.calls.append(call)
-        if token != self.token:
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if token != expected:
             call.answer = "invalid_auth"
             return web.json_response({"ok": False, "error": "invalid_auth"})
         faults = self.faults[method]
@@ -310,3 +316,48 @@ class SlackApiDouble:
         view = dict(args.get("view") or {})
         self.home[str(args.get("user_id"))] = view
         return {"view": view}
+
+    # --- Socket Mode ---------------------------------------------------------------------
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http://", "ws://").removesuffix("/api/") + "/socket"}
+
+    async def socket_connected(self) -> None:
+        await self._socket_connected.wait()
+
+    async def socket_send(self, kind: str, payload: dict[str, Any]) -> str:
+        """Deliver an envelope (`interactive`, `slash_commands`, `events_api`) to the app."""
+        envelope_id = f"env-{next(self._clock)}"
+        await self._socket_queue.put(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": True,
+            }
+        )
+        return envelope_id
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0TASKJ01"}}
+        )
+        self._socket_connected.set()
+
+        async def pump() -> None:
+            while True:
+                await ws.send_json(await self._socket_queue.get())
+
+        sender = asyncio.create_task(pump())
+        try:
+            async for message in ws:
+                if message.type.name == "TEXT":
+                    ack = json.loads(message.data)
+                    if "envelope_id" in ack:
+                        self.socket_acks[ack["envelope_id"]] = ack.get("payload")
+                        self.changed.set()
+        finally:
+            sender.cancel()
+        return ws
