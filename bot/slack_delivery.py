@@ -23,8 +23,9 @@ from bot.outbox import GiveUp, RetryLater
 from bot.slack_alert_blocks import alert_message
 from bot.slack_blocks import approval_message
 from store import alerts as alert_store
-from store import outbox, tasks
+from store import deliveries, outbox, tasks
 from store import slack as store
+from store.deliveries import Delivery
 from store.outbox import OutboxItem
 
 __all__ = ["SLACK_KINDS", "SlackChannel", "SlackSender"]
@@ -87,20 +88,22 @@ class SlackChannel:
         view = await tasks.task_view(conn, task_id)
         if view is None or not view["deliver"].get("slack", True):
             return
-        channel = view["deliver"].get("slack_channel")
-        if event in ("created", "escalated") and view["status"] == "pending":
-            for delivery_id in await store.plan(
-                conn, task_id, view["tier"], "request", channel=channel
-            ):
-                await self._queue(conn, item, POST, delivery_id, task_id)
-        if event == "reminder" and view["status"] == "pending":
-            for delivery_id in await store.plan(
-                conn, task_id, view["tier"], "reminder", channel=channel
-            ):
+        planned: list[int] = []
+        purpose = {"created": "request", "escalated": "request", "reminder": "reminder"}
+        if event in purpose and view["status"] == "pending":
+            planned = await deliveries.plan(
+                conn,
+                task_id,
+                view["tier"],
+                purpose[event],
+                channel="slack",
+                slack_channel=view["deliver"].get("slack_channel"),
+            )
+            for delivery_id in planned:
                 await self._queue(conn, item, POST, delivery_id, task_id)
         if event in ("vote", "escalated", *_ENDED):
-            for delivery in await store.deliveries_of(conn, task_id):
-                if delivery.purpose == "request" or event in _ENDED:
+            for delivery in await deliveries.deliveries_of(conn, task_id, "slack"):
+                if delivery.id not in planned:
                     await self._queue(conn, item, UPDATE, delivery.id, task_id)
 
     async def alert_changed(
@@ -194,7 +197,7 @@ class SlackSender:
             await store.cache_user(conn, team, user["id"], email, user.get("tz"))
         return str(user["id"])
 
-    async def _recipient_channel(self, delivery: store.Delivery) -> str:
+    async def _recipient_channel(self, delivery: Delivery) -> str:
         if delivery.slack_channel:
             return delivery.slack_channel
         user = delivery.approver_slack_user_id
@@ -204,7 +207,7 @@ class SlackSender:
         opened = await self._call("conversations.open", users=user)
         return str(opened["channel"]["id"])
 
-    async def _render(self, delivery: store.Delivery) -> tuple[str, list[dict[str, Any]]] | None:
+    async def _render(self, delivery: Delivery) -> tuple[str, list[dict[str, Any]]] | None:
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await store.content_hash(conn, delivery.task_id)
@@ -252,7 +255,7 @@ class SlackSender:
 
     async def post(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
-            delivery = await store.delivery(conn, int(item.payload["delivery_id"]))
+            delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
         if delivery is None or delivery.status != "queued":
             return
         try:
@@ -263,7 +266,7 @@ class SlackSender:
                 task = await tasks.task_view(conn, delivery.task_id)
             if task is None or task["status"] != "pending" or task["tier"] != delivery.tier:
                 async with self.pool.acquire() as conn:
-                    await store.mark_failed(conn, delivery.id, "request ended before delivery")
+                    await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
             channel = await self._recipient_channel(delivery)
             team = await self.team_id()
@@ -271,7 +274,7 @@ class SlackSender:
                 found = await self._find_posted(channel, delivery.id)
                 if found is not None:
                     async with self.pool.acquire() as conn:
-                        await store.mark_sent(
+                        await deliveries.mark_posted(
                             conn, delivery.id, team_id=team, channel=channel, ts=found
                         )
                     return
@@ -291,7 +294,7 @@ class SlackSender:
             )
         except GiveUp as exc:
             async with self.pool.acquire() as conn:
-                await store.mark_failed(conn, delivery.id, exc.message)
+                await deliveries.mark_failed(conn, delivery.id, exc.message)
             log.warning(
                 "slack delivery failed",
                 extra={
@@ -302,7 +305,7 @@ class SlackSender:
             )
             return
         async with self.pool.acquire() as conn:
-            await store.mark_sent(
+            await deliveries.mark_posted(
                 conn,
                 delivery.id,
                 team_id=team,
@@ -312,7 +315,7 @@ class SlackSender:
 
     async def update(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
-            delivery = await store.delivery(conn, int(item.payload["delivery_id"]))
+            delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
         if delivery is None or delivery.status != "sent" or not delivery.slack_ts:
             return
         rendered = await self._render(delivery)

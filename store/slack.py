@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 __all__ = [
-    "Delivery",
     "alert",
     "alert_posted",
     "cache_user",
     "content_hash",
-    "deliveries_of",
-    "delivery",
     "email_of",
-    "mark_failed",
-    "mark_sent",
     "pending_for",
-    "plan",
     "user_of_email",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivery:
-    """One Slack message that shows (or will show) a task."""
-
-    id: int
-    task_id: UUID
-    tier: int
-    purpose: str
-    approver_id: int | None
-    approver_email: str | None
-    approver_slack_user_id: str | None
-    status: str
-    slack_team_id: str | None
-    slack_channel: str | None
-    slack_ts: str | None
-
-
-_DELIVERY = """
-SELECT d.id, d.task_id, d.tier, d.purpose, d.approver_id, a.email AS approver_email,
-       a.slack_user_id AS approver_slack_user_id, d.status, d.slack_team_id, d.slack_channel,
-       d.slack_ts
-FROM deliveries d LEFT JOIN approvers a ON a.id = d.approver_id
-"""
 
 
 async def cache_user(
@@ -79,70 +47,6 @@ async def user_of_email(conn: asyncpg.Connection, team_id: str, email: str) -> s
         email,
     )
     return user
-
-
-async def plan(
-    conn: asyncpg.Connection, task_id: UUID, tier: int, purpose: str, *, channel: str | None
-) -> list[int]:
-    """Plan the messages of one tier (a DM per approver, or one channel post); returns the
-    ids of the deliveries planned now (none if they were planned before)."""
-    if channel is not None:
-        rows = await conn.fetch(
-            "INSERT INTO deliveries (task_id, tier, channel, purpose, status, slack_channel,"
-            " recipient) VALUES ($1, $2, 'slack', $3, 'queued', $4, $4)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            task_id,
-            tier,
-            purpose,
-            channel,
-        )
-    else:
-        rows = await conn.fetch(
-            "INSERT INTO deliveries (task_id, tier, approver_id, channel, purpose, status,"
-            " recipient) SELECT task_id, tier, id, 'slack', $3, 'queued', id::text FROM approvers"
-            " WHERE task_id = $1 AND tier = $2 ORDER BY approvers.id"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            task_id,
-            tier,
-            purpose,
-        )
-    return [r["id"] for r in rows]
-
-
-async def deliveries_of(conn: asyncpg.Connection, task_id: UUID) -> list[Delivery]:
-    rows = await conn.fetch(
-        _DELIVERY + " WHERE d.task_id = $1 AND d.channel = 'slack' AND d.status <> 'failed'"
-        " ORDER BY d.id",
-        task_id,
-    )
-    return [Delivery(**dict(r)) for r in rows]
-
-
-async def delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | None:
-    row = await conn.fetchrow(_DELIVERY + " WHERE d.id = $1", delivery_id)
-    return Delivery(**dict(row)) if row else None
-
-
-async def mark_sent(
-    conn: asyncpg.Connection, delivery_id: int, *, team_id: str, channel: str, ts: str
-) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET status = 'sent', slack_team_id = $2, slack_channel = $3,"
-        " slack_ts = $4, last_error = NULL, updated_at = now() WHERE id = $1",
-        delivery_id,
-        team_id,
-        channel,
-        ts,
-    )
-
-
-async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error: str) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now()"
-        " WHERE id = $1 AND status <> 'sent'",
-        delivery_id,
-        error[:500],
-    )
 
 
 async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:

@@ -1,0 +1,133 @@
+"""Deliveries: every Slack message and email that shows (or will show) a task.
+
+A delivery is planned before it is sent (status `queued`), so a change that arrives first still
+finds it; planning the same one twice adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+__all__ = [
+    "Delivery",
+    "deliveries_of",
+    "delivery",
+    "mark_failed",
+    "mark_mailed",
+    "mark_posted",
+    "plan",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One message that shows a task to an approver or a channel."""
+
+    id: int
+    task_id: UUID
+    tier: int
+    channel: str
+    purpose: str
+    approver_id: int | None
+    approver_email: str | None
+    approver_slack_user_id: str | None
+    status: str
+    slack_team_id: str | None
+    slack_channel: str | None
+    slack_ts: str | None
+    mail_message_id: str | None
+
+
+_SELECT = """
+SELECT d.id, d.task_id, d.tier, d.channel, d.purpose, d.approver_id, a.email AS approver_email,
+       a.slack_user_id AS approver_slack_user_id, d.status, d.slack_team_id, d.slack_channel,
+       d.slack_ts, d.mail_message_id
+FROM deliveries d LEFT JOIN approvers a ON a.id = d.approver_id
+"""
+
+
+async def plan(
+    conn: asyncpg.Connection,
+    task_id: UUID,
+    tier: int,
+    purpose: str,
+    *,
+    channel: str,
+    slack_channel: str | None = None,
+) -> list[int]:
+    """Plan one tier's messages on `channel` ('slack' or 'email'): one per approver (with an
+    email address, for mail), or one post in `slack_channel`. Returns the ids planned now."""
+    if slack_channel is not None:
+        rows = await conn.fetch(
+            "INSERT INTO deliveries (task_id, tier, channel, purpose, status, slack_channel,"
+            " recipient) VALUES ($1, $2, 'slack', $3, 'queued', $4, $4)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            task_id,
+            tier,
+            purpose,
+            slack_channel,
+        )
+    else:
+        rows = await conn.fetch(
+            "INSERT INTO deliveries (task_id, tier, approver_id, channel, purpose, status,"
+            " recipient, mail_to)"
+            " SELECT task_id, tier, id, $4, $3, 'queued', id::text,"
+            "        CASE WHEN $4 = 'email' THEN email END"
+            " FROM approvers WHERE task_id = $1 AND tier = $2"
+            "   AND ($4 <> 'email' OR email IS NOT NULL)"
+            " ORDER BY approvers.id ON CONFLICT DO NOTHING RETURNING id",
+            task_id,
+            tier,
+            purpose,
+            channel,
+        )
+    return [r["id"] for r in rows]
+
+
+async def deliveries_of(conn: asyncpg.Connection, task_id: UUID, channel: str) -> list[Delivery]:
+    """The task's deliveries on one channel that were not given up on."""
+    rows = await conn.fetch(
+        _SELECT + " WHERE d.task_id = $1 AND d.channel = $2 AND d.status <> 'failed' ORDER BY d.id",
+        task_id,
+        channel,
+    )
+    return [Delivery(**dict(r)) for r in rows]
+
+
+async def delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | None:
+    row = await conn.fetchrow(_SELECT + " WHERE d.id = $1", delivery_id)
+    return Delivery(**dict(row)) if row else None
+
+
+async def mark_posted(
+    conn: asyncpg.Connection, delivery_id: int, *, team_id: str, channel: str, ts: str
+) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'sent', slack_team_id = $2, slack_channel = $3,"
+        " slack_ts = $4, last_error = NULL, updated_at = now() WHERE id = $1",
+        delivery_id,
+        team_id,
+        channel,
+        ts,
+    )
+
+
+async def mark_mailed(conn: asyncpg.Connection, delivery_id: int, message_id: str) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'sent', mail_message_id = $2, last_error = NULL,"
+        " updated_at = now() WHERE id = $1",
+        delivery_id,
+        message_id,
+    )
+
+
+async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error: str) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now()"
+        " WHERE id = $1 AND status <> 'sent'",
+        delivery_id,
+        error[:500],
+    )
