@@ -17,13 +17,15 @@ from bot.app_keys import METRICS, POOL, SETTINGS
 from bot.callbacks import CallbackSender, callback_body
 from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
+from bot.mail_delivery import EmailChannel, MailSender
 from bot.metrics import Metrics
 from bot.outbox import Dispatcher, Handler
 from bot.slack_delivery import SlackChannel, SlackSender
 from bot.sweeper import Sweeper
-from handlers import health
+from handlers import health, links, mail
 from handlers.api import api_app
 from handlers.slack import build_bolt, slack_route
+from handlers.smtp import start_listener
 from store.database import connect, create_pool, wait_for_database
 from store.migrate import apply_migrations
 from store.outbox import OutboxItem
@@ -56,6 +58,9 @@ def build_app(settings: Settings, database_url: str, *, workers: bool = True) ->
     app.add_subapp("/api/v1", api_app())
     if settings.slack_enabled and not settings.slack_app_token:
         app.router.add_post("/slack/events", _slack_events)
+    if settings.link_secrets:
+        links.add_routes(app)
+    mail.add_routes(app)
     return app
 
 
@@ -79,7 +84,12 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
                 extra={"event": "slack.disabled"},
             )
-        dispatcher = _dispatcher(app, pool, database_url, session, slack)
+        mailer = MailSender(pool=pool, settings=settings) if settings.email_enabled else None
+        if mailer is None:
+            log.info(
+                "Email delivery is off: SMTP_HOST is not set", extra={"event": "mail.disabled"}
+            )
+        dispatcher = _dispatcher(app, pool, database_url, session, slack, mailer)
         app[DISPATCHER] = dispatcher
         sweeper = Sweeper(pool=pool, metrics=app[METRICS], interval=settings.sweep_interval)
         running = (
@@ -93,6 +103,9 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
 
             socket_mode = AsyncSocketModeHandler(app[BOLT], settings.slack_app_token)
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+        listener = None
+        if settings.inbound_smtp_port is not None:
+            listener = await start_listener(pool, settings, app[METRICS])
         log.info(
             "taskjuice-bot ready",
             extra={"event": "service.ready", "host": settings.host, "port": settings.port},
@@ -102,6 +115,9 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
         finally:
             if socket_mode is not None:
                 await socket_mode.close_async()  # type: ignore[no-untyped-call]
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
             sweeper.stop()
             dispatcher.stop()
             await asyncio.gather(*running, return_exceptions=True)
@@ -136,6 +152,7 @@ def _dispatcher(
     database_url: str,
     session: aiohttp.ClientSession,
     slack: SlackSender | None,
+    mailer: MailSender | None,
 ) -> Dispatcher:
     settings = app[SETTINGS]
     callbacks = CallbackSender(
@@ -147,6 +164,8 @@ def _dispatcher(
     channels: list[ChannelPlugin] = []
     if slack is not None:
         channels.append(SlackChannel(pool))
+    if mailer is not None:
+        channels.append(EmailChannel())
     fanout = Fanout(pool, channels=channels)
 
     async def send_callback(item: OutboxItem) -> None:
@@ -159,6 +178,8 @@ def _dispatcher(
     }
     if slack is not None:
         handlers |= slack.handlers()
+    if mailer is not None:
+        handlers |= mailer.handlers()
     return Dispatcher(
         pool=app[POOL],
         database_url=database_url,

@@ -39,6 +39,8 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("REPLY_DOMAIN", "catch-all domain for per-approver Reply-To; unset -> reply-by-email off"),
     ("INBOUND_SMTP_PORT", "port of the built-in inbound SMTP listener; unset -> off"),
     ("INBOUND_WEBHOOK_SECRET", "bearer secret for POST /email/inbound; unset -> endpoint off"),
+    ("INBOUND_AUTHSERV_ID", "trusted Authentication-Results authserv-id; set -> DMARC must pass"),
+    ("MAILGUN_SIGNING_KEY", "Mailgun webhook signing key; set -> POST /email/inbound/mailgun"),
     ("HOST", "HTTP listen address (default 127.0.0.1)"),
     ("PORT", "HTTP listen port (default 3000)"),
     ("ALLOW_PROCEED_IRREVERSIBLE", "true lets timeout_policy=proceed gate irreversible actions"),
@@ -81,6 +83,8 @@ class Settings:
     reply_domain: str | None = None
     inbound_smtp_port: int | None = None
     inbound_webhook_secret: str | None = field(default=None, repr=False)
+    inbound_authserv_id: str | None = None
+    mailgun_signing_key: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 3000
     allow_proceed_irreversible: bool = False
@@ -159,6 +163,8 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "reply_domain": env.get("REPLY_DOMAIN"),
         "inbound_smtp_port": reader.get("INBOUND_SMTP_PORT", _port),
         "inbound_webhook_secret": env.get("INBOUND_WEBHOOK_SECRET"),
+        "inbound_authserv_id": env.get("INBOUND_AUTHSERV_ID"),
+        "mailgun_signing_key": env.get("MAILGUN_SIGNING_KEY"),
         "host": host,
         "port": port,
         "allow_proceed_irreversible": reader.get("ALLOW_PROCEED_IRREVERSIBLE", _bool, False),

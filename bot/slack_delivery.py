@@ -210,7 +210,7 @@ class SlackSender:
     async def _render(self, delivery: Delivery) -> tuple[str, list[dict[str, Any]]] | None:
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
-            digest = await store.content_hash(conn, delivery.task_id)
+            digest = await tasks.content_hash(conn, delivery.task_id)
         if view is None or digest is None:
             return None
         mention = escalated_to = None
@@ -349,7 +349,7 @@ class SlackSender:
     async def alert(self, item: OutboxItem) -> None:
         alert_id = int(item.payload["alert_id"])
         async with self.pool.acquire() as conn:
-            alert = await store.alert(conn, alert_id)
+            alert = await alert_store.get(conn, alert_id)
             if alert is None:
                 return
             routing = await alert_store.routing(conn, alert["workspace"])
@@ -400,7 +400,7 @@ class SlackSender:
             email = await store.email_of(conn, team, user)
             ids = await store.pending_for(conn, user, email)
             views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
-            hashes = [await store.content_hash(conn, i) or "" for i in ids]
+            hashes = [await tasks.content_hash(conn, i) or "" for i in ids]
         await self._call(
             "views.publish", user_id=user, view=home_view(views, hashes, app_url=self.app_url)
         )

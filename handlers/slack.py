@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.decisions import DecisionResult
 from bot.domain import Actor, Channel, Outcome
 from bot.errors import NotFound
+from bot.explain import explain
 from bot.metrics import Metrics
 from bot.schemas import WORKSPACE_PATTERN
 from bot.slack_alert_blocks import RESUME_ACTION
@@ -39,7 +40,6 @@ from bot.slack_blocks import (
     parse_button_value,
 )
 from bot.slack_delivery import EPHEMERAL, HOME
-from bot.slack_explain import explain
 from bot.slack_home import HELP_TEXT, approvals_blocks
 from store import alerts as alert_store
 from store import outbox, tasks
@@ -268,7 +268,7 @@ class _SlackEdge:
             email = await store.email_of(conn, team, user)
             ids = await store.pending_for(conn, user, email)
             views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
-            hashes = [await store.content_hash(conn, i) or "" for i in ids]
+            hashes = [await tasks.content_hash(conn, i) or "" for i in ids]
         return approvals_blocks(views, hashes, app_url=self.settings.taskjuice_app_url)
 
     async def _subscribe(self, command: dict[str, Any], workspace: str) -> str:

@@ -13,6 +13,7 @@ __all__ = [
     "advance",
     "count_in_state",
     "current",
+    "get",
     "record_event",
     "routing",
     "set_routing",
@@ -172,3 +173,8 @@ def _routing(row: asyncpg.Record) -> dict[str, Any]:
 
 def _number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+async def get(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM alert_state WHERE id = $1", alert_id)
+    return dict(row) if row else None

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 __all__ = [
-    "alert",
     "alert_posted",
     "cache_user",
-    "content_hash",
     "email_of",
     "pending_for",
     "user_of_email",
@@ -49,11 +46,6 @@ async def user_of_email(conn: asyncpg.Connection, team_id: str, email: str) -> s
     return user
 
 
-async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
-    value: str | None = await conn.fetchval("SELECT content_hash FROM tasks WHERE id = $1", task_id)
-    return value
-
-
 async def pending_for(
     conn: asyncpg.Connection, user_id: str, email: str | None, limit: int = 20
 ) -> list[UUID]:
@@ -72,11 +64,6 @@ async def pending_for(
         limit,
     )
     return [r["id"] for r in rows]
-
-
-async def alert(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM alert_state WHERE id = $1", alert_id)
-    return dict(row) if row else None
 
 
 async def alert_posted(

@@ -24,6 +24,7 @@ from bot.domain import (
 )
 
 __all__ = [
+    "content_hash",
     "count_approvals",
     "decision_event",
     "final_decision",
@@ -435,3 +436,8 @@ async def list_page(
 def dumps(value: Any) -> str:
     """Canonical JSON (sorted keys, no spaces) for hashing."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
+    value: str | None = await conn.fetchval("SELECT content_hash FROM tasks WHERE id = $1", task_id)
+    return value

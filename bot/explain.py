@@ -1,13 +1,34 @@
-"""What to tell a person whose click changed nothing, in Slack's words."""
+"""What to tell a person whose decision changed nothing: Slack, mail and web page words."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.decisions import DecisionResult, Verdict
 from bot.slack_blocks import person, slack_date
 
-__all__ = ["explain"]
+__all__ = ["PLAIN", "SLACK", "Style", "explain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a channel names a person and a time."""
+
+    person: Callable[[dict[str, Any] | None], str]
+    time: Callable[[datetime], str]
+
+
+def _plain_person(who: dict[str, Any] | None) -> str:
+    if not who:
+        return "someone"
+    return str(who.get("email") or who.get("slack_user_id") or "someone")
+
+
+SLACK = Style(person=person, time=lambda at: slack_date(at, "{time}"))
+PLAIN = Style(person=_plain_person, time=lambda at: at.strftime("%Y-%m-%d %H:%M UTC"))
 
 _PAST = {
     "approve": "approved",
@@ -33,7 +54,9 @@ def _tier_people(view: dict[str, Any]) -> list[dict[str, Any]]:
     return people
 
 
-def explain(result: DecisionResult | None, view: dict[str, Any] | None) -> str:
+def explain(
+    result: DecisionResult | None, view: dict[str, Any] | None, style: Style = SLACK
+) -> str:
     """One or two sentences: what happened already, or why this person cannot decide."""
     if result is None or view is None:
         return "This button is no longer valid: the request could not be found."
@@ -41,28 +64,28 @@ def explain(result: DecisionResult | None, view: dict[str, Any] | None) -> str:
     if result.verdict is Verdict.ALREADY_FINISHED:
         if decision is None:
             return f"This request is already {view['status']}."
-        at = slack_date(decision.decided_at, "{time}")
+        at = style.time(decision.decided_at)
         if decision.action in ("expire", "proceed"):
             outcome = "denied" if decision.action == "expire" else "allowed to proceed"
             return f"This request already expired at {at} and was {outcome} by its timeout policy."
         if decision.action == "cancel":
             return f"This request was cancelled at {at}: the run was cancelled."
-        who = person(decision.actor.as_json() if decision.actor else None)
+        who = style.person(decision.actor.as_json() if decision.actor else None)
         return f"Already {_PAST[decision.action]} by {who} via {_VIA[decision.via]} at {at}."
     if result.verdict is Verdict.ALREADY_VOTED and decision is not None:
         return (
             f"You already {_PAST.get(decision.action, 'decided')} this request "
-            f"at {slack_date(decision.decided_at, '{time}')}; it is waiting for "
+            f"at {style.time(decision.decided_at)}; it is waiting for "
             f"{view['required_approvals'] - result.approvals or 'more'} more approval(s)."
         )
     if result.verdict is Verdict.SELF_APPROVAL:
         return "You asked for this approval, so you cannot approve it yourself."
     if result.verdict is Verdict.STALE:
         if view["tier"] > result.task.tier or view["tier"] > 0:
-            names = ", ".join(person(p) for p in _tier_people(view))
+            names = ", ".join(style.person(p) for p in _tier_people(view))
             return f"This request was escalated to {names}; this message is out of date."
         return "This message is out of date: the request changed. Use the latest message."
     if result.verdict is Verdict.NOT_APPROVER:
-        names = ", ".join(person(p) for p in _tier_people(view))
+        names = ", ".join(style.person(p) for p in _tier_people(view))
         return f"Only the approvers of this request can decide it: {names}."
     return "Nothing was changed."

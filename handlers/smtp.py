@@ -1,0 +1,93 @@
+"""The built-in inbound SMTP listener (aiosmtpd), meant to sit behind the site's MTA."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any
+
+import asyncpg
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from bot.config import Settings
+from bot.inbound import handle_reply, known_recipient
+from bot.metrics import Metrics
+from handlers.mail import INBOUND_MAX_BYTES
+
+__all__ = ["start_listener"]
+
+log = logging.getLogger("taskjuice.smtp")
+
+_RETRYABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class ReplyHandler:
+    """Accepts mail only for our reply addresses; a reply is handled before 250 is said, so
+    the sending MTA keeps (and retries) anything we could not handle."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.metrics = metrics
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        try:
+            known = await known_recipient(self.pool, self.settings, address)
+        except _RETRYABLE:
+            return "451 4.3.0 Temporary failure, try again later"
+        if not known:
+            return "550 5.1.1 No such recipient"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        if not isinstance(raw, bytes):
+            raw = str(raw).encode()
+        try:
+            await handle_reply(
+                self.pool,
+                self.settings,
+                raw,
+                recipients=list(envelope.rcpt_tos),
+                envelope_from=envelope.mail_from,
+                metrics=self.metrics,
+            )
+        except _RETRYABLE as exc:
+            log.warning(
+                "reply not handled", extra={"event": "smtp.retry", "error": type(exc).__name__}
+            )
+            return "451 4.3.0 Temporary failure, try again later"
+        return "250 OK"
+
+
+async def start_listener(
+    pool: asyncpg.Pool, settings: Settings, metrics: Metrics
+) -> asyncio.Server:
+    """Listen on HOST:INBOUND_SMTP_PORT in this process's event loop."""
+    assert settings.inbound_smtp_port is not None
+    handler = ReplyHandler(pool, settings, metrics)
+    factory: Any = partial(
+        SMTP,
+        handler,
+        data_size_limit=INBOUND_MAX_BYTES,
+        enable_SMTPUTF8=True,
+        hostname="taskjuice-bot",
+        ident="taskjuice-bot",
+    )
+    server = await asyncio.get_running_loop().create_server(
+        factory, host=settings.host, port=settings.inbound_smtp_port
+    )
+    log.info(
+        "inbound SMTP listening",
+        extra={"event": "smtp.listening", "port": settings.inbound_smtp_port},
+    )
+    return server

@@ -1,0 +1,1 @@
+"""Jinja2 templates: `mail/` for the bot's email, `pages/` for the magic-link pages."""
