@@ -7,7 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "quiet_libraries"]
+
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -38,5 +39,23 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiohttp's access log would print every request's query string, magic-link tokens included.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    quiet_libraries()
+
+
+# Libraries whose debug output would carry secrets: request paths with magic-link tokens
+# (aiohttp's access log), whole mails with their links (aiosmtpd's "mail.log", aiosmtplib),
+# and Slack request bodies. They stay at these levels even with LOG_LEVEL=DEBUG.
+_QUIET = {
+    "aiohttp.access": logging.WARNING,
+    "mail.log": logging.WARNING,
+    "aiosmtplib": logging.WARNING,
+    "slack_sdk": logging.INFO,
+    "slack_bolt": logging.INFO,
+    "taskjuice.slack.bolt": logging.INFO,
+}
+
+
+def quiet_libraries() -> None:
+    """Hold the libraries that could log secrets at safe levels."""
+    for name, floor in _QUIET.items():
+        logging.getLogger(name).setLevel(floor)

@@ -37,6 +37,9 @@ _BADGES = {
         "border": "#fca5a5",
     },
 }
+# Folding at 78 characters makes Python's email package move long subjects wholesale onto a
+# continuation line (read back with a leading space); RFC 5322 allows lines up to 998.
+_POLICY = SMTP.clone(max_line_length=998)
 _HEADINGS = {
     "request": "Approval needed",
     "reminder": "Reminder: approval still needed",
@@ -75,7 +78,7 @@ class MailComposer:
         return f"<taskjuice.{kind}.{key}@{self.domain}>"
 
     def _message(self, *, to: str, subject: str, message_id: str) -> EmailMessage:
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self.mail_from
         message["To"] = to
         message["Subject"] = _one_line(subject)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
 from typing import Any
 from uuid import UUID
 
@@ -97,9 +98,14 @@ class MailSender:
 
     async def send(self, message: EmailMessage) -> None:
         s = self.settings
+        # Flattened here: aiosmtplib would re-fold headers at 78 characters itself.
+        raw = message.as_bytes(policy=message.policy)
+        recipients = [address for _, address in getaddresses(message.get_all("To") or [])]
         try:
             await aiosmtplib.send(
-                message,
+                raw,
+                sender=parseaddr(str(message["From"]))[1],
+                recipients=recipients,
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from email import policy
+from email import errors, policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
@@ -146,16 +146,22 @@ def sender(message: EmailMessage) -> str | None:
     authenticate nobody.
     """
     headers = message.get_all("From") or []
-    if len(headers) != 1:
+    raws = [value for name, value in message.raw_items() if name.lower() == "from"]
+    if len(headers) != 1 or len(raws) != 1:
         return None
     header = headers[0]
+    # The parser had to guess: never authenticate on a guess. Raw UTF-8 in a display name
+    # (RFC 6532 mail) is only undecodable bytes, not a guess about the address.
+    if any(not isinstance(d, errors.UndecodableBytesDefect) for d in header.defects):
+        return None
     addresses: list[Any] = list(getattr(header, "addresses", ()))
     groups: list[Any] = list(getattr(header, "groups", ()))
     if len(addresses) != 1 or any(g.display_name is not None for g in groups):
         return None
     modern = str(addresses[0].addr_spec).lower()
-    raw = str(header)
+    raw = re.sub(r"\r?\n[ \t]", " ", str(raws[0]))  # the header as sent, unfolded
     classic = [a for _, a in getaddresses([raw]) if a]
+
     if len(classic) != 1 or classic[0].lower() != modern:
         return None
     if not re.fullmatch(r"[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9.-]+", modern):

@@ -19,11 +19,12 @@ from aiohttp import web
 
 from bot.app import DISPATCHER, build_app
 from bot.config import Settings, load_settings
+from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
 from store.database import create_pool
 from store.migrate import apply_migrations
 from tests.slack_support import SIGNING_SECRET, SlackUserAgent, workspace
-from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, with_database
+from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, free_port, with_database
 
 _TEMPLATE = "taskjuice_template"
 _counter = itertools.count()
@@ -153,11 +154,13 @@ class Service:
         await self.runner.cleanup()
 
 
-async def start_service(settings: Settings, database_url: str, *, workers: bool = True) -> Service:
+async def start_service(
+    settings: Settings, database_url: str, *, workers: bool = True, port: int = 0
+) -> Service:
     app = build_app(settings, database_url, workers=workers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = runner.addresses[0][1]
     return Service(app, runner, f"http://127.0.0.1:{port}")
@@ -204,6 +207,50 @@ async def slack_user(slack_service: Service) -> AsyncIterator[SlackUserAgent]:
     agent = SlackUserAgent(slack_service.base_url)
     yield agent
     await agent.close()
+
+
+@pytest.fixture
+async def catcher() -> AsyncIterator[MailCatcher]:
+    """A real SMTP server that keeps what the bot sends."""
+    sink = MailCatcher()
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+REPLY_DOMAIN = "reply.acme.test"
+INBOUND_SECRET = "test-inbound-secret"
+MAILGUN_KEY = "key-test-mailgun"
+
+
+def mail_settings(
+    receiver: CallbackReceiver, catcher: MailCatcher, port: int, **changes: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": catcher.port,
+        "smtp_tls": "none",
+        "mail_from": "TaskJuice <approvals@acme.test>",
+        "link_secrets": ("old-link-secret", "new-link-secret"),
+        "public_url": f"http://127.0.0.1:{port}",
+        "reply_domain": REPLY_DOMAIN,
+        "inbound_smtp_port": free_port(),
+        "inbound_webhook_secret": INBOUND_SECRET,
+        "mailgun_signing_key": MAILGUN_KEY,
+        "port": port,
+    }
+    return make_settings(receiver.url, **(values | changes))
+
+
+@pytest.fixture
+async def mail_service(
+    database_url: str, receiver: CallbackReceiver, catcher: MailCatcher
+) -> AsyncIterator[Service]:
+    """The bot with email on (no Slack), its inbound SMTP listener and webhooks."""
+    port = free_port()
+    svc = await start_service(mail_settings(receiver, catcher, port), database_url, port=port)
+    yield svc
+    await svc.close()
 
 
 def approval_body(**changes: Any) -> dict[str, Any]:
