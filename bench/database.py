@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-
-from store.database import connect, embedded_database_url
+from store.database import connect, embedded_database_url, recreate_database
 from store.migrate import apply_migrations
 
 __all__ = ["fresh_database", "server_url"]
@@ -21,13 +18,7 @@ def server_url() -> str:
 
 async def fresh_database(server: str, name: str = "taskjuice_bench") -> str:
     """Drop and recreate `name`, migrate it, and return its URL."""
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path="/" + name))
+    url = await recreate_database(server, name)
     conn = await connect(url)
     try:
         await apply_migrations(conn)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
 import textwrap
+from pathlib import Path
 
 from aiohttp import web
 
@@ -14,7 +17,7 @@ from bot.app import build_app, prepare_database
 from bot.config import SETTINGS_HELP, Settings, load_settings
 from bot.errors import SettingsError
 from bot.logs import configure_logging
-from store.database import embedded_database_url
+from store.database import embedded_database_url, recreate_database
 
 __all__ = ["main"]
 
@@ -41,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the HTTP service and its workers")
     commands.add_parser("migrate", help="apply database migrations and exit")
+    commands.add_parser(
+        "dev",
+        help="run the bot with stand-ins for Slack, mail and the platform, and a dev console "
+        "(loopback only; never for production)",
+    )
     return parser
 
 
@@ -56,6 +64,9 @@ def _database_url(settings: Settings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dev":
+        return run_dev()
+
     try:
         settings = load_settings(service=args.command == "serve")
     except SettingsError as exc:
@@ -76,6 +87,66 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_timeout=10,
     )
     return 0
+
+
+def run_dev() -> int:
+    """`taskjuice-bot dev`: everything on loopback, with a dev console at /dev."""
+    from bot.devmode import require_loopback
+
+    env = dict(os.environ)
+    try:
+        if env.get("PUBLIC_URL"):
+            require_loopback(env["PUBLIC_URL"])
+        port = int(env.get("PORT", "3000"))
+    except (SettingsError, ValueError) as exc:
+        print(f"taskjuice-bot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(env.get("LOG_LEVEL", "INFO").upper())
+
+    def announce(_: str) -> None:  # run_app calls this once the port is bound
+        print(f"TaskJuice dev console: http://127.0.0.1:{port}/dev", flush=True)
+
+    web.run_app(
+        _dev_app(env, port),
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=announce,
+        shutdown_timeout=5,
+    )
+    return 0
+
+
+async def _dev_app(env: dict[str, str], port: int) -> web.Application:
+    from bot.devmode import dev_environment, seed, start_world
+    from handlers import devconsole
+
+    world = await start_world()
+    settings = dev_environment(env, world, port, _free_port())
+    # The stand-ins keep their state in memory, so the database starts afresh with them.
+    server = settings.database_url or embedded_database_url(
+        Path(env.get("TASKJUICE_DATA_DIR", ".taskjuice-dev"))
+    )
+    database_url = await recreate_database(server, "taskjuice_dev")
+
+    app = build_app(settings, database_url)
+    devconsole.add_routes(app, world)
+    app.on_startup.append(seed)
+
+    async def stop_world(_: web.Application) -> None:
+        await world.slack.stop()
+        await world.mail.stop()
+        await world.platform.stop()
+
+    app.on_cleanup.append(stop_world)
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 if __name__ == "__main__":

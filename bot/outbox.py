@@ -30,9 +30,12 @@ Handler = Callable[[OutboxItem], Awaitable[None]]
 class RetryLater(BotError):
     """The receiver is not ready; the item will be tried again later."""
 
-    def __init__(self, message: str | None = None, *, delay: float | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, delay: float | None = None, quiet: bool = False
+    ) -> None:
         super().__init__(message)
         self.delay = delay
+        self.quiet = quiet  # an expected wait (pacing), not a failure worth a warning
 
 
 class GiveUp(BotError):
@@ -136,7 +139,7 @@ class Dispatcher:
             delay = (
                 exc.delay if exc.delay is not None else backoff(item.attempts, base=self.retry_base)
             )
-            await self._failed(item, exc.message, delay=delay)
+            await self._failed(item, exc.message, delay=delay, quiet=exc.quiet)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -152,9 +155,15 @@ class Dispatcher:
             await self._record(queries.mark_done, item.id)
 
     async def _failed(
-        self, item: OutboxItem, error: str, *, delay: float, permanent: bool = False
+        self,
+        item: OutboxItem,
+        error: str,
+        *,
+        delay: float,
+        permanent: bool = False,
+        quiet: bool = False,
     ) -> None:
-        self.metrics.deliveries.labels(item.kind, "error").inc()
+        self.metrics.deliveries.labels(item.kind, "deferred" if quiet else "error").inc()
         status = await self._record(
             queries.mark_failed,
             item.id,
@@ -169,7 +178,7 @@ class Dispatcher:
             self.metrics.dead_lettered.labels(item.kind).inc()
             log.error("outbox item dead-lettered", extra={"event": "outbox.dead", **fields})
         else:
-            log.warning(
+            (log.debug if quiet else log.warning)(
                 "outbox delivery failed; will retry",
                 extra={"event": "outbox.retry", "retry_in": round(delay, 2), **fields},
             )

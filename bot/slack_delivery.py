@@ -169,7 +169,8 @@ class SlackSender:
         now = time.monotonic()
         due = self._next_post.get(channel, 0.0)
         if due > now:
-            raise RetryLater("pacing the channel", delay=due - now)
+            raise RetryLater("pacing the channel", delay=due - now, quiet=True)
+
         self._next_post[channel] = now + self.post_interval
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
@@ -211,6 +212,8 @@ class SlackSender:
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await tasks.content_hash(conn, delivery.task_id)
+            if view is not None:
+                await self._known_users(conn, view["decisions"])
         if view is None or digest is None:
             return None
         mention = escalated_to = None
@@ -228,7 +231,18 @@ class SlackSender:
             escalated_to=escalated_to,
         )
 
+    async def _known_users(self, conn: asyncpg.Connection, audit: list[dict[str, Any]]) -> None:
+        """Show deciders known by email as Slack users when the cache knows them (no calls)."""
+        team = self._team_id
+        for entry in audit:
+            who = entry.get("by") or {}
+            if team and who.get("email") and not who.get("slack_user_id"):
+                user = await store.user_of_email(conn, team, who["email"])
+                if user:
+                    entry["by"] = who | {"slack_user_id": user}
+
     async def _people(self, view: dict[str, Any], tier: int) -> list[dict[str, Any]]:
+
         people = view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
         shown = []
         for who in people:

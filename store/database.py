@@ -11,7 +11,13 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["connect", "create_pool", "embedded_database_url"]
+__all__ = [
+    "connect",
+    "create_pool",
+    "embedded_database_url",
+    "recreate_database",
+    "wait_for_database",
+]
 
 log = logging.getLogger("taskjuice.store")
 
@@ -58,6 +64,22 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(url, **kwargs)
     await _init_connection(conn)
     return conn
+
+
+async def recreate_database(server_url: str, name: str) -> str:
+    """Drop and create database `name` on the server of `server_url`; return its URL.
+
+    For throwaway databases only (dev mode, benchmarks): everything in `name` is lost.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return urlunsplit(urlsplit(server_url)._replace(path="/" + name))
 
 
 async def wait_for_database(url: str, *, timeout: float = 30.0) -> None:

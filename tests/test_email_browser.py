@@ -14,8 +14,9 @@ from tests.support import eventually
 async def test_a_person_approves_an_irreversible_action_in_a_browser(
     mail_service: Service, catcher: MailCatcher, receiver: Any
 ) -> None:
-    _, task = await mail_service.request("POST", "/api/v1/approvals", json=approval_body(
-        approvers=[{"email": "dana@acme.test"}]))
+    _, task = await mail_service.request(
+        "POST", "/api/v1/approvals", json=approval_body(approvers=[{"email": "dana@acme.test"}])
+    )
     mail = await eventually(lambda: catcher.to("dana@acme.test"), what="the request mail")
     url = re.search(r"(http://\S+/d/\S+\?do=approve)", mail[0].text()).group(1)  # type: ignore[union-attr]
     async with browser_page() as page:
@@ -40,8 +41,11 @@ async def test_a_person_approves_an_irreversible_action_in_a_browser(
 async def test_the_confirmation_page_fits_a_phone(
     mail_service: Service, catcher: MailCatcher
 ) -> None:
-    await mail_service.request("POST", "/api/v1/approvals", json=approval_body(
-        approvers=[{"email": "dana@acme.test"}], summary="A " * 200))
+    await mail_service.request(
+        "POST",
+        "/api/v1/approvals",
+        json=approval_body(approvers=[{"email": "dana@acme.test"}], summary="A " * 200),
+    )
     mail = await eventually(lambda: catcher.to("dana@acme.test"), what="the request mail")
     url = re.search(r"(http://\S+/d/\S+)\?do=deny", mail[0].text()).group(1)  # type: ignore[union-attr]
     async with browser_page() as page:
