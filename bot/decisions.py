@@ -15,7 +15,6 @@ from uuid import UUID
 
 import asyncpg
 
-from bot import effects
 from bot.domain import (
     Actor,
     ApprovalTask,
@@ -82,58 +81,56 @@ async def decide(
     """
     reason = reason.strip()[:MAX_REASON] or None if reason else None
     async with pool.acquire() as conn, conn.transaction():
-        task = await _lock_current(conn, task_id)
+        context = await _load_current(conn, task_id)
+        task = context.task
         if task.status is not TaskStatus.PENDING:
-            final = await tasks.final_decision(conn, task_id)
-            return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
+            return DecisionResult(
+                verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final
+            )
         if (content_hash is not None and content_hash != task.content_hash) or (
             tier is not None and tier != task.tier
         ):
             return DecisionResult(verdict=Verdict.STALE, task=task)
-        approver = _find(await tasks.tier_approvers(conn, task_id, task.tier), actor)
+        approver = _find(context.approvers, actor)
         if approver is None:
             return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
         if outcome is Outcome.APPROVE and _is_requester(task, actor, approver):
             return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
-        earlier = await tasks.vote_of(conn, task_id, task.tier, approver.id)
+        earlier = next((v for v in context.votes if v.approver_id == approver.id), None)
+        approvals = sum(1 for v in context.votes if v.action == "approve")
         if earlier is not None:
-            return DecisionResult(verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier)
+            return DecisionResult(
+                verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier, approvals=approvals
+            )
 
-        person = Actor(
-            email=approver.email or actor.email,
-            slack_user_id=approver.slack_user_id or actor.slack_user_id,
-            slack_team_id=approver.slack_team_id or actor.slack_team_id,
-        )
-        decision = await tasks.insert_decision(
-            conn,
-            task_id=task_id,
-            tier=task.tier,
-            action=outcome.value,
-            via=via,
-            actor=person,
-            approver_id=approver.id,
-            reason=reason,
-            client=client,
-        )
-        approvals = await tasks.count_approvals(conn, task_id, task.tier)
+        approvals += outcome is Outcome.APPROVE
         if outcome is Outcome.DENY:
             ending: tuple[TaskStatus, Resolution] | None = (TaskStatus.DENIED, Resolution.DENY)
         elif approvals >= task.required_approvals:
             ending = (TaskStatus.APPROVED, Resolution.PROCEED)
         else:
             ending = None
-
-        if ending is None:
-            await effects.task_changed(conn, task_id, "vote")
-            _count(metrics, via, outcome.value)
-            return DecisionResult(
-                verdict=Verdict.COUNTED, task=task, decision=decision, approvals=approvals
-            )
-        webhook_id = await _conclude(conn, task, decision, *ending)
+        person = Actor(
+            email=approver.email or actor.email,
+            slack_user_id=approver.slack_user_id or actor.slack_user_id,
+            slack_team_id=approver.slack_team_id or actor.slack_team_id,
+        )
+        decision, webhook_id = await tasks.record_decision(
+            conn,
+            task=task,
+            action=outcome.value,
+            via=via,
+            actor=person,
+            approver_id=approver.id,
+            reason=reason,
+            client=client,
+            ending=(ending[0].value, ending[1].value) if ending else None,
+            event=ending[0].value if ending else "vote",
+        )
         _count(metrics, via, outcome.value)
         return DecisionResult(
-            verdict=Verdict.DECIDED,
-            task=_with(task, *ending),
+            verdict=Verdict.DECIDED if ending else Verdict.COUNTED,
+            task=_with(task, *ending) if ending else task,
             decision=decision,
             approvals=approvals,
             webhook_id=webhook_id,
@@ -149,20 +146,24 @@ async def cancel(
 ) -> DecisionResult:
     """The run was cancelled on the platform: end the task `cancelled` (resolution deny)."""
     async with pool.acquire() as conn, conn.transaction():
-        task = await _lock_current(conn, task_id)
+        context = await _load_current(conn, task_id)
+        task = context.task
         if task.status is not TaskStatus.PENDING:
-            final = await tasks.final_decision(conn, task_id)
-            return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=final)
-        decision = await tasks.insert_decision(
+            return DecisionResult(
+                verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final
+            )
+        decision, webhook_id = await tasks.record_decision(
             conn,
-            task_id=task_id,
-            tier=task.tier,
+            task=task,
             action="cancel",
             via=Channel.API,
             actor=None,
+            approver_id=None,
             reason=reason.strip()[:MAX_REASON] if reason else None,
+            client=None,
+            ending=(TaskStatus.CANCELLED.value, Resolution.DENY.value),
+            event=TaskStatus.CANCELLED.value,
         )
-        webhook_id = await _conclude(conn, task, decision, TaskStatus.CANCELLED, Resolution.DENY)
         _count(metrics, Channel.API, "cancel")
         return DecisionResult(
             verdict=Verdict.DECIDED,
@@ -172,34 +173,20 @@ async def cancel(
         )
 
 
-async def _lock_current(conn: asyncpg.Connection, task_id: UUID) -> ApprovalTask:
+async def _load_current(conn: asyncpg.Connection, task_id: UUID) -> tasks.DecisionContext:
     """Lock the task; if its tier has run out, apply the timeout policy first.
 
     The database clock decides: a click one millisecond after the deadline meets the task as
     the sweeper would leave it, whether or not a sweeper has run yet.
     """
-    task = await tasks.lock(conn, task_id)
-    if task is None:
+    context = await tasks.load_for_decision(conn, task_id)
+    if context is None:
         raise NotFound("No such approval task.")
-    if task.overdue:
+    if context.task.overdue:
         await sweep.expire_due(conn, limit=1, task_id=task_id)
-        task = await tasks.lock(conn, task_id)
-        assert task is not None
-    return task
-
-
-async def _conclude(
-    conn: asyncpg.Connection,
-    task: ApprovalTask,
-    decision: Decision,
-    status: TaskStatus,
-    resolution: Resolution,
-) -> str | None:
-    """End the task with `decision` and queue its callback and message updates."""
-    if not await tasks.finish(conn, task, status, resolution, decision):
-        # The row lock makes this unreachable; if it ever happens, roll everything back.
-        raise RuntimeError(f"task {task.id} was not pending at tier {task.tier}")
-    return await effects.task_changed(conn, task.id, status.value, decision_id=decision.id)
+        context = await tasks.load_for_decision(conn, task_id)
+        assert context is not None
+    return context
 
 
 def _find(approvers: list[Approver], actor: Actor) -> Approver | None:

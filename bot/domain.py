@@ -168,3 +168,4 @@ class Decision:
     actor: Actor | None
     reason: str | None
     decided_at: datetime
+    approver_id: int | None = None

@@ -45,7 +45,7 @@ class EmailChannel:
         purpose = {"created": "request", "escalated": "request", "reminder": "reminder"}
         if event not in purpose:
             return  # a sent mail cannot be updated; outcomes reach people in Slack and pages
-        view = await tasks.task_view(conn, task_id)
+        view = await tasks.delivery_state(conn, task_id)
         if view is None or view["status"] != "pending" or not view["deliver"].get("email", True):
             return
         for delivery_id in await deliveries.plan(

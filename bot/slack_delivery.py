@@ -85,7 +85,7 @@ class SlackChannel:
     async def task_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
     ) -> None:
-        view = await tasks.task_view(conn, task_id)
+        view = await tasks.delivery_state(conn, task_id)
         if view is None or not view["deliver"].get("slack", True):
             return
         planned: list[int] = []

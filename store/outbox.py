@@ -64,6 +64,7 @@ async def enqueue(
     given `message_id` that is already queued adds nothing, so re-running a fan-out is harmless.
     """
     message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    # A statement trigger (migration 0004) NOTIFYs the dispatchers when this commits.
     await conn.execute(
         "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
@@ -73,7 +74,6 @@ async def enqueue(
         ordering_key,
         message_id,
     )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return message_id
 
 

@@ -94,8 +94,6 @@ WITH due AS (
 SELECT count(*)::int FROM reminded
 """
 
-_NOTIFY = "SELECT pg_notify('taskjuice_outbox', '')"
-
 
 async def expire_due(
     conn: asyncpg.Connection, *, limit: int, task_id: UUID | None = None
@@ -107,14 +105,10 @@ async def expire_due(
     """
     await conn.execute("SET LOCAL enable_seqscan = off")
     rows = await conn.fetch(_EXPIRE, limit, task_id)
-    if rows:
-        await conn.execute(_NOTIFY)
     return {r["action"]: r["n"] for r in rows}
 
 
 async def remind_due(conn: asyncpg.Connection, *, limit: int) -> int:
     """Queue one reminder for up to `limit` tasks whose reminder time has come."""
     count: int = await conn.fetchval(_REMIND, limit)
-    if count:
-        await conn.execute(_NOTIFY)
     return count

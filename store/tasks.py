@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,18 +26,15 @@ from bot.domain import (
 )
 
 __all__ = [
+    "DecisionContext",
     "content_hash",
-    "count_approvals",
     "decision_event",
-    "final_decision",
-    "finish",
+    "delivery_state",
     "insert",
-    "insert_decision",
     "list_page",
-    "lock",
+    "load_for_decision",
+    "record_decision",
     "task_view",
-    "tier_approvers",
-    "vote_of",
 ]
 
 
@@ -78,6 +77,7 @@ def _decision(row: asyncpg.Record) -> Decision:
         else None,
         reason=row["reason"],
         decided_at=row["decided_at"],
+        approver_id=row["approver_id"],
     )
 
 
@@ -145,114 +145,6 @@ async def insert(
         ],
     )
     return expires_at
-
-
-async def lock(conn: asyncpg.Connection, task_id: UUID) -> ApprovalTask | None:
-    """The task, row-locked until the transaction ends (serialises deciders of one task)."""
-    row = await conn.fetchrow(
-        "SELECT *, status = 'pending' AND expires_at <= now() AS overdue FROM tasks"
-        " WHERE id = $1 FOR UPDATE",
-        task_id,
-    )
-    return _task(row) if row else None
-
-
-async def tier_approvers(conn: asyncpg.Connection, task_id: UUID, tier: int) -> list[Approver]:
-    rows = await conn.fetch(
-        "SELECT id, tier, email, slack_user_id, slack_team_id FROM approvers"
-        " WHERE task_id = $1 AND tier = $2 ORDER BY id",
-        task_id,
-        tier,
-    )
-    return [Approver(**dict(r)) for r in rows]
-
-
-async def vote_of(
-    conn: asyncpg.Connection, task_id: UUID, tier: int, approver_id: int
-) -> Decision | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM decisions WHERE task_id = $1 AND tier = $2 AND approver_id = $3",
-        task_id,
-        tier,
-        approver_id,
-    )
-    return _decision(row) if row else None
-
-
-async def insert_decision(
-    conn: asyncpg.Connection,
-    *,
-    task_id: UUID,
-    tier: int,
-    action: str,
-    via: Channel,
-    actor: Actor | None,
-    approver_id: int | None = None,
-    reason: str | None = None,
-    client: dict[str, Any] | None = None,
-) -> Decision:
-    """Write one audit row."""
-    row = await conn.fetchrow(
-        """
-        INSERT INTO decisions (task_id, tier, approver_id, action, via, actor_email,
-            actor_slack_user_id, actor_slack_team_id, reason, client)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        RETURNING *
-        """,
-        task_id,
-        tier,
-        approver_id,
-        action,
-        via.value,
-        actor.email if actor else None,
-        actor.slack_user_id if actor else None,
-        actor.slack_team_id if actor else None,
-        reason,
-        client or {},
-    )
-    return _decision(row)
-
-
-async def count_approvals(conn: asyncpg.Connection, task_id: UUID, tier: int) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM decisions WHERE task_id = $1 AND tier = $2 AND action = 'approve'",
-        task_id,
-        tier,
-    )
-    return count
-
-
-async def finish(
-    conn: asyncpg.Connection,
-    task: ApprovalTask,
-    status: TaskStatus,
-    resolution: Resolution,
-    decision: Decision,
-) -> bool:
-    """Move a pending task to its outcome; False if it is no longer pending at that tier."""
-    done = await conn.fetchval(
-        """
-        UPDATE tasks SET status = $2, resolution = $3, final_decision_id = $4,
-            finished_at = now(), updated_at = now()
-        WHERE id = $1 AND status = 'pending' AND tier = $5
-        RETURNING true
-        """,
-        task.id,
-        status.value,
-        resolution.value,
-        decision.id,
-        task.tier,
-    )
-    return bool(done)
-
-
-async def final_decision(conn: asyncpg.Connection, task_id: UUID) -> Decision | None:
-    """The audit row that ended the task, if it has ended."""
-    row = await conn.fetchrow(
-        "SELECT d.* FROM decisions d JOIN tasks t ON t.final_decision_id = d.id WHERE t.id = $1",
-        task_id,
-    )
-    return _decision(row) if row else None
 
 
 async def decision_event(
@@ -438,6 +330,136 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+async def delivery_state(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Record | None:
+    """What a channel needs to plan messages: status, current tier and delivery options."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT status, tier, deliver FROM tasks WHERE id = $1", task_id
+    )
+    return row
+
+
 async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
     value: str | None = await conn.fetchval("SELECT content_hash FROM tasks WHERE id = $1", task_id)
     return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionContext:
+    """A locked task with what a decision needs: the current tier's approvers and votes."""
+
+    task: ApprovalTask
+    approvers: list[Approver]
+    votes: list[Decision]
+    final: Decision | None
+
+
+_AUDIT_JSON = """json_build_object('id', d.id, 'task_id', d.task_id, 'tier', d.tier,
+    'approver_id', d.approver_id, 'action', d.action, 'via', d.via,
+    'actor_email', d.actor_email, 'actor_slack_user_id', d.actor_slack_user_id,
+    'actor_slack_team_id', d.actor_slack_team_id, 'reason', d.reason,
+    'decided_at', d.decided_at)"""
+
+_LOAD = f"""
+SELECT t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
+    (SELECT coalesce(json_agg(json_build_object('id', a.id, 'tier', a.tier, 'email', a.email,
+        'slack_user_id', a.slack_user_id, 'slack_team_id', a.slack_team_id) ORDER BY a.id), '[]')
+     FROM approvers a WHERE a.task_id = t.id AND a.tier = t.tier) AS tier_approvers,
+    (SELECT coalesce(json_agg({_AUDIT_JSON} ORDER BY d.id), '[]')
+     FROM decisions d WHERE d.task_id = t.id AND d.tier = t.tier AND d.approver_id IS NOT NULL)
+        AS votes,
+    (SELECT {_AUDIT_JSON} FROM decisions d WHERE d.id = t.final_decision_id) AS final
+FROM tasks t WHERE t.id = $1
+"""  # noqa: S608 (constant SQL)
+
+
+def _audit(entry: dict[str, Any]) -> Decision:
+    return _decision(entry | {"decided_at": datetime.fromisoformat(entry["decided_at"])})
+
+
+async def load_for_decision(conn: asyncpg.Connection, task_id: UUID) -> DecisionContext | None:
+    """Lock the task, then read everything a decision checks.
+
+    Two statements on purpose: under READ COMMITTED a statement that waited for the row lock
+    still reads other tables as of its start, so it would miss the votes and the outcome that
+    the transaction it waited for has just committed. The second statement sees them.
+    """
+    if not await conn.fetchval("SELECT true FROM tasks WHERE id = $1 FOR UPDATE", task_id):
+        return None
+    row = await conn.fetchrow(_LOAD, task_id)
+
+    if row is None:
+        return None
+    return DecisionContext(
+        task=_task(row),
+        approvers=[Approver(**a) for a in row["tier_approvers"]],
+        votes=[_audit(v) for v in row["votes"]],
+        final=_audit(row["final"]) if row["final"] else None,
+    )
+
+
+_RECORD = """
+WITH d AS (
+    INSERT INTO decisions (task_id, tier, approver_id, action, via, actor_email,
+        actor_slack_user_id, actor_slack_team_id, reason, client)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    RETURNING *
+), ended AS (
+    UPDATE tasks t SET status = $11, resolution = $12, final_decision_id = d.id,
+        finished_at = now(), updated_at = now()
+    FROM d WHERE t.id = $1 AND t.status = 'pending' AND t.tier = $2 AND $11::text IS NOT NULL
+    RETURNING t.id
+), callback AS (
+    INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
+    SELECT 'callback', jsonb_build_object('decision_id', d.id), $1, 'callback:' || $1, $13
+    FROM d WHERE $11::text IS NOT NULL
+), refresh AS (
+    INSERT INTO outbox (kind, payload, task_id, message_id)
+    SELECT 'task.changed', jsonb_build_object('changes', jsonb_build_array(
+        jsonb_build_object('task_id', $1::text, 'event', $14::text))), $1, $15
+    FROM d
+)
+SELECT d.*, (SELECT count(*) FROM ended) AS ended FROM d
+"""
+
+
+async def record_decision(
+    conn: asyncpg.Connection,
+    *,
+    task: ApprovalTask,
+    action: str,
+    via: Channel,
+    actor: Actor | None,
+    approver_id: int | None,
+    reason: str | None,
+    client: dict[str, Any] | None,
+    ending: tuple[str, str] | None,
+    event: str,
+) -> tuple[Decision, str | None]:
+    """Write the audit row, end the task when `ending` says so (a conditional update), and
+    queue the callback and the channels' refresh: one statement, in the caller's transaction.
+
+    Returns the audit row and the callback's `webhook-id` (None when the task goes on).
+    """
+    webhook_id = f"msg_{uuid.uuid4().hex}" if ending else None
+    row = await conn.fetchrow(
+        _RECORD,
+        task.id,
+        task.tier,
+        approver_id,
+        action,
+        via.value,
+        actor.email if actor else None,
+        actor.slack_user_id if actor else None,
+        actor.slack_team_id if actor else None,
+        reason,
+        client or {},
+        ending[0] if ending else None,
+        ending[1] if ending else None,
+        webhook_id or "",
+        event,
+        f"msg_{uuid.uuid4().hex}",
+    )
+    if ending and not row["ended"]:
+        # The row lock makes this unreachable; if it ever happens, roll everything back.
+        raise RuntimeError(f"task {task.id} was not pending at tier {task.tier}")
+    return _decision(row), webhook_id

@@ -209,3 +209,17 @@ async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -
     assert late.decision is not None and late.decision.via is Channel.API
     [body] = await callback_bodies(pool)
     assert body["type"] == "approval.cancelled" and body["data"]["reason"] == "run cancelled"
+
+
+async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
+    pool: asyncpg.Pool,
+) -> None:
+    for _ in range(15):
+        task_id = await new_task(pool, required_approvals=2)
+        results = await asyncio.gather(
+            decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK),
+            decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.APPROVE, via=Channel.SLACK),
+        )
+        assert sorted(r.verdict.value for r in results) == ["counted", "decided"]
+        [row] = await rows(pool, "SELECT status FROM tasks WHERE id = $1", task_id)
+        assert row["status"] == "approved"

@@ -246,7 +246,9 @@ async def test_a_double_click_decides_once(
         lambda: len(ephemeral_for(slack, DANA)) == 2 and ephemeral_for(slack, DANA),
         what="two explanations",
     )
-    assert all(t.startswith(f"Already approved by <@{DANA}> via Slack at <!date^") for t in texts)
+    assert all(
+        t.startswith(f"Already approved by <@{DANA}> via Slack at <!date^") for t in texts
+    ), texts
     await eventually(lambda: receiver.delivered, what="callback")
     assert len(receiver.attempts) == 1
 
