@@ -51,7 +51,9 @@ async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
         event_id = await alerts.record_event(conn, workspace, "spend", event)
         if stage == "soft":
             routing = await alerts.routing(conn, workspace)
-            percent = 100.0 * event["spend"] / event["cap"]
+            # Bounded, so an absurd ratio can never become an infinity JSON cannot hold.
+            percent = min(100.0 * event["spend"] / event["cap"], 1e6)
+
             crossed = [t for t in routing["thresholds"] if percent >= t]
             for threshold in crossed:
                 # Only the highest threshold crossed is announced; lower ones are marked

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from email import errors
+
 import logging
 from email.message import EmailMessage
 from typing import Any
@@ -80,7 +82,10 @@ async def handle_reply(
         message = parse(raw)
     except Exception:
         return ReplyOutcome.UNREADABLE
-    outcome = await _handle(pool, settings, message, raw, recipients, envelope_from, metrics)
+    try:
+        outcome = await _handle(pool, settings, message, raw, recipients, envelope_from, metrics)
+    except (errors.HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
+        outcome = ReplyOutcome.UNREADABLE  # headers no parser can read decide nothing
     log.info("reply handled", extra={"event": "mail.reply", "outcome": outcome.value})
     return outcome
 

@@ -121,7 +121,17 @@ def message_key(message: EmailMessage, raw: bytes) -> str:
 
 
 def is_automatic(message: EmailMessage, envelope_from: str | None) -> bool:
-    """Auto-replies, out-of-office and bounces (RFC 3834 and common practice)."""
+    """Auto-replies, out-of-office and bounces (RFC 3834 and common practice).
+
+    A message whose headers cannot even be read counts as automatic: it decides nothing.
+    """
+    try:
+        return _is_automatic(message, envelope_from)
+    except (errors.HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
+        return True
+
+
+def _is_automatic(message: EmailMessage, envelope_from: str | None) -> bool:
     auto = str(message.get("Auto-Submitted", "no")).strip().lower()
     if auto.split(";")[0].strip() != "no":
         return True
@@ -139,6 +149,14 @@ def is_automatic(message: EmailMessage, envelope_from: str | None) -> bool:
 
 
 def sender(message: EmailMessage) -> str | None:
+    """The one From mailbox, or None; see `_sender`. An unreadable header is None."""
+    try:
+        return _sender(message)
+    except (errors.HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _sender(message: EmailMessage) -> str | None:
     """The one From mailbox, or None when there is not exactly one.
 
     Two parsers must agree on a single address: the modern header registry and

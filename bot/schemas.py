@@ -117,7 +117,7 @@ SPEND_EVENT: dict[str, Any] = {
     "properties": {
         "workspace": _SLUG,
         "spend": _MONEY,
-        "cap": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e15},
+        "cap": {"type": "number", "minimum": 0.01, "maximum": 1e15},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "period": {"type": "string", "minLength": 1, "maxLength": 100},
         "stage": {"enum": ["soft", "hard", "cleared"]},

