@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from email import errors
-
 import logging
+from email import errors
 from email.message import EmailMessage
 from typing import Any
 
