@@ -66,6 +66,7 @@ class Dispatcher:
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _inflight: dict[int, asyncio.Task[None]] = field(init=False, default_factory=dict)
+    _done: list[int] = field(init=False, default_factory=list)
 
     async def run(self) -> None:
         """Dispatch until `stop()`; survives database outages by polling again."""
@@ -73,6 +74,7 @@ class Dispatcher:
         try:
             while not self._stopping.is_set():
                 self._wakeup.clear()
+                await self._flush_done()
                 free = self.concurrency - len(self._inflight)
                 claimed: list[OutboxItem] = []
                 if free > 0:
@@ -109,8 +111,16 @@ class Dispatcher:
         self._inflight.pop(item_id, None)
         self._wakeup.set()
 
+    async def _flush_done(self) -> None:
+        """Record every item sent since the last pass; the next claim then sees them done,
+        so the next item of an ordering key is claimable. If this fails, leases resend."""
+        if self._done:
+            done, self._done = self._done, []
+            await self._record(queries.mark_done, done)
+
     async def _drain(self) -> None:
         if not self._inflight:
+            await self._flush_done()
             return
         tasks = list(self._inflight.values())
         _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
@@ -118,6 +128,7 @@ class Dispatcher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush_done()
         if unfinished:
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 async with self.pool.acquire() as conn:
@@ -152,7 +163,7 @@ class Dispatcher:
             )
         else:
             self.metrics.deliveries.labels(item.kind, "ok").inc()
-            await self._record(queries.mark_done, item.id)
+            self._done.append(item.id)  # recorded in one statement by the loop, see _flush_done
 
     async def _failed(
         self,

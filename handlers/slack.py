@@ -178,16 +178,18 @@ class _SlackEdge:
         """Explain a refusal to the person, privately, through the outbox."""
         user = (body.get("user") or {}).get("id")
         channel = (body.get("channel") or {}).get("id")
-        if not user:
-            return
+        explain_it = bool(channel) and (result is None or not result.changed)
+        refresh_home = (body.get("container") or {}).get("type") == "view" or not channel
+        if not user or not (explain_it or refresh_home):
+            return  # the common case, a click that counted: no second transaction
         async with self.pool.acquire() as conn, conn.transaction():
-            if channel and (result is None or not result.changed):
+            if explain_it:
                 view = await tasks.task_view(conn, result.task.id) if result else None
                 text = explain(result, view)
                 await outbox.enqueue(
                     conn, EPHEMERAL, {"channel": channel, "user": user, "text": text}
                 )
-            if (body.get("container") or {}).get("type") == "view" or not channel:
+            if refresh_home:
                 await outbox.enqueue(conn, HOME, {"user": user})
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:

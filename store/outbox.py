@@ -105,11 +105,12 @@ async def claim_due(
     return [OutboxItem(**dict(r)) for r in sorted(rows, key=lambda r: r["id"])]
 
 
-async def mark_done(conn: asyncpg.Connection, item_id: int) -> None:
+async def mark_done(conn: asyncpg.Connection, item_ids: list[int]) -> None:
+    """Record items as sent (in one statement, however many)."""
     await conn.execute(
         "UPDATE outbox SET status = 'done', finished_at = now(), last_error = NULL"
-        " WHERE id = $1 AND status = 'pending'",
-        item_id,
+        " WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+        item_ids,
     )
 
 
