@@ -18,6 +18,7 @@ import aiosmtplib
 import asyncpg
 
 from bot.config import Settings
+from bot.deliveries import give_up
 from bot.links import LinkSigner
 from bot.mail_compose import MailComposer
 from bot.outbox import GiveUp, RetryLater
@@ -165,16 +166,7 @@ class MailSender:
         try:
             await self.send(message)
         except GiveUp as exc:
-            async with self.pool.acquire() as conn:
-                await deliveries.mark_failed(conn, delivery.id, exc.message)
-            log.warning(
-                "mail not delivered",
-                extra={
-                    "event": "mail.delivery_failed",
-                    "delivery": delivery.id,
-                    "error": exc.message,
-                },
-            )
+            await give_up(self.pool, delivery.id, exc.message, channel="mail")
             return
         async with self.pool.acquire() as conn:
             await deliveries.mark_mailed(conn, delivery.id, message_id)

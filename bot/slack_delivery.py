@@ -19,6 +19,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.deliveries import give_up
 from bot.outbox import GiveUp, RetryLater
 from bot.slack_alert_blocks import alert_message
 from bot.slack_blocks import approval_message
@@ -307,16 +308,7 @@ class SlackSender:
                 },
             )
         except GiveUp as exc:
-            async with self.pool.acquire() as conn:
-                await deliveries.mark_failed(conn, delivery.id, exc.message)
-            log.warning(
-                "slack delivery failed",
-                extra={
-                    "event": "slack.delivery_failed",
-                    "delivery": delivery.id,
-                    "error": exc.message,
-                },
-            )
+            await give_up(self.pool, delivery.id, exc.message, channel="slack")
             return
         async with self.pool.acquire() as conn:
             await deliveries.mark_posted(
