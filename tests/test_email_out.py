@@ -290,3 +290,12 @@ def test_link_keys_rotate_oldest_first() -> None:
     assert retired.link_id(fresh) == 42 and old.link_id(fresh) is None
     assert len(fresh) < 40
     assert rotated.nonce_ok(42, rotated.nonce(42)) and not rotated.nonce_ok(43, rotated.nonce(42))
+
+
+async def test_a_reminder_mail_is_sent_once(mail_service: Service, catcher: MailCatcher) -> None:
+    await request(
+        mail_service, approvers=[{"email": "dana@acme.test"}], expires_in=600, remind_before=599
+    )
+    second = await mail_to(catcher, "dana@acme.test", 2)
+    assert second.message["Subject"].startswith("Reminder: approval still needed")
+    assert link_of(second) == link_of(catcher.to("dana@acme.test")[0])  # the same link

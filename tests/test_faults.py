@@ -175,6 +175,13 @@ async def test_sigkill_with_a_thousand_requests_and_decisions_in_flight(
     )
     assert set(delivery_ids.values()) == {1}  # no duplicate Slack messages
     assert len(delivery_ids) == sent
-    callbacks = Counter(a.webhook_id for a in receiver.delivered)
-    assert len(callbacks) == 500 and set(callbacks.values()) == {1}
+    # Every decision is called back under one webhook-id. A callback the platform answered in
+    # the instant before the kill, but not yet recorded as sent, comes again after the restart
+    # with that same webhook-id (at-least-once; the platform deduplicates on it).
+    ids_per_task: dict[str, set[str]] = {}
+    for attempt in receiver.delivered:
+        ids_per_task.setdefault(attempt.json["data"]["id"], set()).add(attempt.webhook_id)
+    assert len(ids_per_task) == 500 and all(len(ids) == 1 for ids in ids_per_task.values())
+    repeats = sum(Counter(a.webhook_id for a in receiver.delivered).values()) - 500
+    assert repeats <= 32  # at most what one dispatcher had in flight when it was killed
     assert {a.json["data"]["status"] for a in receiver.delivered} == {"approved"}

@@ -493,3 +493,19 @@ async def test_socket_mode_receives_clicks_without_a_public_endpoint(
         assert view["status"] == "approved" and view["decisions"][0]["via"] == "slack"
     finally:
         await svc.close()
+
+
+async def test_a_reminder_reaches_the_approvers_and_is_kept_current(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    await request(slack_service, expires_in=600, remind_before=599)
+    reminder = await eventually(
+        lambda: len(dm(slack, DANA)) == 2 and dm(slack, DANA)[1], what="the reminder DM"
+    )
+    assert "Reminder" in text_of(reminder) and buttons(reminder) == [
+        "taskjuice_approve",
+        "taskjuice_deny",
+    ]
+    await slack_user.click(reminder, "taskjuice_approve", DANA)
+    for message in dm(slack, DANA):
+        await eventually(lambda m=message: m["edited"] and not buttons(m), what="updates")
