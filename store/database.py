@@ -51,10 +51,28 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query.
+
+    The service keeps no session state on pooled connections (no LISTEN, no session-level
+    SET or advisory lock: those live on dedicated connections), so the reset would be a wasted
+    round trip on every release — about a tenth of the time of a Slack click. A transaction
+    left open is still rolled back by asyncpg before the connection is reused.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """The one pool of the process, with JSON columns decoded to Python values."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        connection_class=_PooledConnection,
     )
     return pool
 
