@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from bot.metrics import Metrics
-from store import sweep
+from store import idempotency, sweep
 
 __all__ = ["Sweeper"]
 
@@ -29,7 +29,9 @@ class Sweeper:
     metrics: Metrics
     interval: float = 1.0
     batch: int = 250
+    keep_idempotency_keys: float = 7 * 86400.0
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _next_housekeeping: float = field(init=False, default=0.0)
 
     async def run(self) -> None:
         """Sweep until `stop()`; at start it catches up on everything already overdue."""
@@ -65,6 +67,13 @@ class Sweeper:
             totals["remind"] = totals.get("remind", 0) + reminded
             if reminded < self.batch:
                 break
+        if time.monotonic() >= self._next_housekeeping:
+            # Hourly: Idempotency-Key replays are kept for a week, then forgotten.
+            self._next_housekeeping = time.monotonic() + 3600
+            async with self.pool.acquire() as conn:
+                totals["idempotency_keys_pruned"] = await idempotency.forget_older_than(
+                    conn, self.keep_idempotency_keys
+                )
         if any(totals.values()):
             log.info("sweep applied timeouts", extra={"event": "sweep.done", **totals})
         return totals

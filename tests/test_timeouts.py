@@ -349,3 +349,17 @@ async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) 
         )
     assert row["tier"] == 1
     assert row["expires_at"] - row["remind_at"] == timedelta(seconds=720)
+
+
+async def test_old_idempotency_keys_are_pruned(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES"
+            " ('approvals.create', 'old', 'h', now() - interval '8 days'),"
+            " ('approvals.create', 'new', 'h', now() - interval '1 day')"
+        )
+    totals = await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
+    assert totals["idempotency_keys_pruned"] == 1
+    async with pool.acquire() as conn:
+        keys = [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")]
+    assert keys == ["new"]
