@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 import asyncpg
 
-from store import deliveries
+from store import deliveries, outbox
+from store.outbox import OutboxItem
 
-__all__ = ["give_up"]
+__all__ = ["NEW_MESSAGE", "give_up", "queue"]
 
 log = logging.getLogger("taskjuice.deliveries")
 
@@ -20,4 +22,29 @@ async def give_up(pool: asyncpg.Pool, delivery_id: int, error: str, *, channel: 
     log.warning(
         "delivery failed",
         extra={"event": f"{channel}.delivery_failed", "delivery": delivery_id, "error": error},
+    )
+
+
+# Which task changes bring new messages (and of which purpose); other changes update them.
+NEW_MESSAGE = {"created": "request", "escalated": "request", "reminder": "reminder"}
+
+
+async def queue(
+    conn: asyncpg.Connection,
+    change: OutboxItem,
+    kind: str,
+    delivery_id: int,
+    task_id: UUID,
+    *,
+    channel: str,
+) -> None:
+    """Queue one item about one delivery. Items about one delivery leave in order (a post
+    before its updates); ids derive from the change, so handling it twice queues nothing twice."""
+    await outbox.enqueue(
+        conn,
+        kind,
+        {"delivery_id": delivery_id},
+        task_id=task_id,
+        ordering_key=f"{channel}:{delivery_id}",
+        message_id=f"{change.message_id}:{kind}:{delivery_id}",
     )

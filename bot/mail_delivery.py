@@ -18,7 +18,7 @@ import aiosmtplib
 import asyncpg
 
 from bot.config import Settings
-from bot.deliveries import give_up
+from bot.deliveries import NEW_MESSAGE, give_up, queue
 from bot.links import LinkSigner
 from bot.mail_compose import MailComposer
 from bot.outbox import GiveUp, RetryLater
@@ -43,7 +43,7 @@ class EmailChannel:
     async def task_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
     ) -> None:
-        purpose = {"created": "request", "escalated": "request", "reminder": "reminder"}
+        purpose = NEW_MESSAGE
         if event not in purpose:
             return  # a sent mail cannot be updated; outcomes reach people in Slack and pages
         view = await tasks.delivery_state(conn, task_id)
@@ -52,14 +52,7 @@ class EmailChannel:
         for delivery_id in await deliveries.plan(
             conn, task_id, view["tier"], purpose[event], channel="email"
         ):
-            await outbox.enqueue(
-                conn,
-                REQUEST,
-                {"delivery_id": delivery_id},
-                task_id=task_id,
-                ordering_key=f"mail:{delivery_id}",
-                message_id=f"{item.message_id}:{REQUEST}:{delivery_id}",
-            )
+            await queue(conn, item, REQUEST, delivery_id, task_id, channel="mail")
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str

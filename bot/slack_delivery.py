@@ -19,7 +19,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deliveries import give_up
+from bot.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox import GiveUp, RetryLater
 from bot.slack_alert_blocks import alert_message
 from bot.slack_blocks import approval_message
@@ -90,7 +90,7 @@ class SlackChannel:
         if view is None or not view["deliver"].get("slack", True):
             return
         planned: list[int] = []
-        purpose = {"created": "request", "escalated": "request", "reminder": "reminder"}
+        purpose = NEW_MESSAGE
         if event in purpose and view["status"] == "pending":
             planned = await deliveries.plan(
                 conn,
@@ -101,11 +101,11 @@ class SlackChannel:
                 slack_channel=view["deliver"].get("slack_channel"),
             )
             for delivery_id in planned:
-                await self._queue(conn, item, POST, delivery_id, task_id)
+                await queue(conn, item, POST, delivery_id, task_id, channel="slack")
         if event in ("vote", "escalated", *_ENDED):
             for delivery in await deliveries.deliveries_of(conn, task_id, "slack"):
                 if delivery.id not in planned:
-                    await self._queue(conn, item, UPDATE, delivery.id, task_id)
+                    await queue(conn, item, UPDATE, delivery.id, task_id, channel="slack")
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str
@@ -116,23 +116,6 @@ class SlackChannel:
             {"alert_id": alert_id},
             ordering_key=f"slack-alert:{alert_id}",
             message_id=f"{item.message_id}:{ALERT}:{alert_id}",
-        )
-
-    async def _queue(
-        self,
-        conn: asyncpg.Connection,
-        item: OutboxItem,
-        kind: str,
-        delivery_id: int,
-        task_id: UUID,
-    ) -> None:
-        await outbox.enqueue(
-            conn,
-            kind,
-            {"delivery_id": delivery_id},
-            task_id=task_id,
-            ordering_key=f"slack:{delivery_id}",
-            message_id=f"{item.message_id}:{kind}:{delivery_id}",
         )
 
 
