@@ -10,7 +10,7 @@ from typing import Any
 from bot.decisions import DecisionResult, Verdict
 from bot.slack_blocks import person, slack_date
 
-__all__ = ["PLAIN", "SLACK", "Style", "explain"]
+__all__ = ["PLAIN", "SLACK", "Style", "ended", "explain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,17 @@ _VIA = {
 }
 
 
+def ended(action: str, via: str, who: dict[str, Any] | None, at: datetime, style: Style) -> str:
+    """How a task ended, from the audit row that ended it."""
+    when = style.time(at)
+    if action in ("expire", "proceed"):
+        outcome = "denied" if action == "expire" else "allowed to proceed"
+        return f"This request already expired at {when} and was {outcome} by its timeout policy."
+    if action == "cancel":
+        return f"This request was cancelled at {when}: the run was cancelled."
+    return f"Already {_PAST[action]} by {style.person(who)} via {_VIA[via]} at {when}."
+
+
 def _tier_people(view: dict[str, Any]) -> list[dict[str, Any]]:
     tier = int(view["tier"])
     people: list[dict[str, Any]] = (
@@ -64,14 +75,8 @@ def explain(
     if result.verdict is Verdict.ALREADY_FINISHED:
         if decision is None:
             return f"This request is already {view['status']}."
-        at = style.time(decision.decided_at)
-        if decision.action in ("expire", "proceed"):
-            outcome = "denied" if decision.action == "expire" else "allowed to proceed"
-            return f"This request already expired at {at} and was {outcome} by its timeout policy."
-        if decision.action == "cancel":
-            return f"This request was cancelled at {at}: the run was cancelled."
-        who = style.person(decision.actor.as_json() if decision.actor else None)
-        return f"Already {_PAST[decision.action]} by {who} via {_VIA[decision.via]} at {at}."
+        who = decision.actor.as_json() if decision.actor else None
+        return ended(decision.action, decision.via.value, who, decision.decided_at, style)
     if result.verdict is Verdict.ALREADY_VOTED and decision is not None:
         return (
             f"You already {_PAST.get(decision.action, 'decided')} this request "

@@ -18,7 +18,7 @@ import asyncpg
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
 from bot.domain import Actor, Channel, Outcome
-from bot.explain import PLAIN, explain
+from bot.explain import PLAIN, ended, explain
 from bot.links import LinkSigner
 from bot.metrics import Metrics
 from store import mail, tasks
@@ -144,20 +144,7 @@ def _past(action: str) -> str:
 def _ended(view: dict[str, Any], final: dict[str, Any] | None) -> str:
     if final is None:
         return f"This request is already {view['status']}."
-    at = PLAIN.time(_when(final["at"]))
-    if final["action"] in ("expire", "proceed"):
-        how = "denied" if final["action"] == "expire" else "allowed to proceed"
-        return f"This request expired at {at} and was {how} by its timeout policy."
-    if final["action"] == "cancel":
-        return f"This request was cancelled at {at}: the run was cancelled."
-    via = {
-        "slack": "Slack",
-        "email_link": "email",
-        "email_reply": "email reply",
-        "api": "the platform",
-        "timeout": "the timeout policy",
-    }[final["via"]]
-    return f"Already {_past(final['action'])} by {PLAIN.person(final.get('by'))} via {via} at {at}."
+    return ended(final["action"], final["via"], final.get("by"), _when(final["at"]), PLAIN)
 
 
 async def decide_by_link(

@@ -23,6 +23,7 @@ from bot.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox import GiveUp, RetryLater
 from bot.slack_alert_blocks import alert_message
 from bot.slack_blocks import approval_message
+from bot.slack_home import home_view, pending_approvals
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import slack as store
@@ -192,7 +193,10 @@ class SlackSender:
         opened = await self._call("conversations.open", users=user)
         return str(opened["channel"]["id"])
 
-    async def _render(self, delivery: Delivery) -> tuple[str, list[dict[str, Any]]] | None:
+    async def _render(
+        self, delivery: Delivery
+    ) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
+        """The task as it stands, and the message showing it to this delivery."""
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await tasks.content_hash(conn, delivery.task_id)
@@ -205,7 +209,7 @@ class SlackSender:
             mention = await self._people(view, delivery.tier)
         if view["status"] == "pending" and view["tier"] > delivery.tier:
             escalated_to = await self._people(view, view["tier"])
-        return approval_message(
+        text, blocks = approval_message(
             view,
             tier=delivery.tier,
             app_url=self.app_url,
@@ -214,6 +218,7 @@ class SlackSender:
             mention=mention,
             escalated_to=escalated_to,
         )
+        return view, text, blocks
 
     async def _known_users(self, conn: asyncpg.Connection, audit: list[dict[str, Any]]) -> None:
         """Show deciders known by email as Slack users when the cache knows them (no calls)."""
@@ -260,9 +265,8 @@ class SlackSender:
             rendered = await self._render(delivery)
             if rendered is None:
                 return
-            async with self.pool.acquire() as conn:
-                task = await tasks.task_view(conn, delivery.task_id)
-            if task is None or task["status"] != "pending" or task["tier"] != delivery.tier:
+            task, text, blocks = rendered
+            if task["status"] != "pending" or task["tier"] != delivery.tier:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
@@ -277,7 +281,6 @@ class SlackSender:
                         )
                     return
             self._pace(channel)
-            text, blocks = rendered
             answer = await self._call(
                 "chat.postMessage",
                 channel=channel,
@@ -310,7 +313,7 @@ class SlackSender:
         rendered = await self._render(delivery)
         if rendered is None:
             return
-        text, blocks = rendered
+        _, text, blocks = rendered
         try:
             await self._call(
                 "chat.update",
@@ -381,15 +384,8 @@ class SlackSender:
             )
 
     async def home(self, item: OutboxItem) -> None:
-        from bot.slack_home import home_view
-
         user = str(item.payload["user"])
-        team = await self.team_id()
-        async with self.pool.acquire() as conn:
-            email = await store.email_of(conn, team, user)
-            ids = await store.pending_for(conn, user, email)
-            views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
-            hashes = [await tasks.content_hash(conn, i) or "" for i in ids]
+        views, hashes = await pending_approvals(self.pool, await self.team_id(), user)
         await self._call(
             "views.publish", user_id=user, view=home_view(views, hashes, app_url=self.app_url)
         )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack_blocks import approval_message, cut
+import asyncpg
 
-__all__ = ["HELP_TEXT", "approvals_blocks", "home_view"]
+from bot.slack_blocks import approval_message, cut
+from store import slack as slack_store
+from store import tasks
+
+__all__ = ["HELP_TEXT", "approvals_blocks", "home_view", "pending_approvals"]
 
 HELP_TEXT = (
     "*TaskJuice approvals*\n"
@@ -17,6 +21,23 @@ HELP_TEXT = (
     "• `/taskjuice help` — this message\n"
     "Approval requests arrive as direct messages; decide with their buttons."
 )
+
+
+async def pending_approvals(
+    pool: asyncpg.Pool, team_id: str, user_id: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The person's pending requests (by Slack user, or by their cached email) with the
+    content hash each message's buttons carry."""
+    views, hashes = [], []
+    async with pool.acquire() as conn:
+        email = await slack_store.email_of(conn, team_id, user_id)
+        for task_id in await slack_store.pending_for(conn, user_id, email):
+            view = await tasks.task_view(conn, task_id)
+            digest = await tasks.content_hash(conn, task_id)
+            if view is not None and digest is not None:
+                views.append(view)
+                hashes.append(digest)
+    return views, hashes
 
 
 def approvals_blocks(

@@ -18,8 +18,6 @@ __all__ = ["Sweeper"]
 
 log = logging.getLogger("taskjuice.sweeper")
 
-_ACTION_NAMES = {"expire": "expire", "proceed": "proceed", "escalate": "escalate"}
-
 
 @dataclass(slots=True, kw_only=True)
 class Sweeper:
@@ -58,7 +56,7 @@ class Sweeper:
             self.metrics.sweep_batch_seconds.observe(time.perf_counter() - started)
             for action, n in counts.items():
                 totals[action] = totals.get(action, 0) + n
-                self.metrics.decisions.labels("timeout", _ACTION_NAMES[action]).inc(n)
+                self.metrics.decisions.labels("timeout", action).inc(n)
             if sum(counts.values()) < self.batch:
                 break
         while not self._stopping.is_set():

@@ -42,7 +42,7 @@ from bot.slack_blocks import (
     parse_button_value,
 )
 from bot.slack_delivery import EPHEMERAL, HOME
-from bot.slack_home import HELP_TEXT, approvals_blocks
+from bot.slack_home import HELP_TEXT, approvals_blocks, pending_approvals
 from store import alerts as alert_store
 from store import outbox, tasks
 from store import slack as store
@@ -278,11 +278,7 @@ class _SlackEdge:
 
     async def _approvals(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         user, team = str(command.get("user_id", "")), str(command.get("team_id", ""))
-        async with self.pool.acquire() as conn:
-            email = await store.email_of(conn, team, user)
-            ids = await store.pending_for(conn, user, email)
-            views = [v for v in [await tasks.task_view(conn, i) for i in ids] if v]
-            hashes = [await tasks.content_hash(conn, i) or "" for i in ids]
+        views, hashes = await pending_approvals(self.pool, team, user)
         return approvals_blocks(views, hashes, app_url=self.settings.taskjuice_app_url)
 
     async def _subscribe(self, command: dict[str, Any], workspace: str) -> str:
