@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import asyncpg
@@ -26,7 +26,7 @@ from handlers import health, links, mail
 from handlers.api import api_app
 from handlers.slack import build_bolt, slack_route
 from handlers.smtp import start_listener
-from store.database import connect, create_pool, wait_for_database
+from store.database import UNAVAILABLE, connect, create_pool, wait_for_database
 from store.migrate import apply_migrations
 from store.outbox import OutboxItem
 
@@ -50,7 +50,7 @@ async def prepare_database(database_url: str) -> list[str]:
 
 def build_app(settings: Settings, database_url: str, *, workers: bool = True) -> web.Application:
     """The whole service as one aiohttp application; `workers=False` serves HTTP only."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_unavailable])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_lifecycle(database_url, workers))
@@ -64,11 +64,48 @@ def build_app(settings: Settings, database_url: str, *, workers: bool = True) ->
     return app
 
 
+@web.middleware
+async def _unavailable(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A database that is away or restarting answers 503 (retry), never a bare 500."""
+    try:
+        return await handler(request)
+    except UNAVAILABLE as exc:
+        log.warning(
+            "database unavailable",
+            extra={"event": "http.db_unavailable", "error": type(exc).__name__},
+        )
+        return web.Response(
+            status=503,
+            text="The service is briefly unavailable; please try again in a minute.\n",
+            headers={"Retry-After": "5"},
+        )
+
+
 async def _slack_events(request: web.Request) -> web.Response:
     handle = slack_route(request.app[BOLT], request.app[SETTINGS].slack_signing_secret or "")
 
     response: web.Response = await handle(request)
     return response
+
+
+async def keep_running(
+    name: str, run: Callable[[], Awaitable[None]], metrics: Metrics, *, pause: float = 1.0
+) -> None:
+    """Run a background worker until it returns; a crash is logged, counted and followed by
+    a fresh start, so one unforeseen error never silently stops deliveries or timeouts."""
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            metrics.worker_restarts.labels(name).inc()
+            log.exception(
+                "background worker crashed; restarting it",
+                extra={"event": "worker.crashed", "worker": name},
+            )
+            await asyncio.sleep(pause)
 
 
 def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def]
@@ -93,7 +130,10 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
         app[DISPATCHER] = dispatcher
         sweeper = Sweeper(pool=pool, metrics=app[METRICS], interval=settings.sweep_interval)
         running = (
-            [asyncio.create_task(dispatcher.run()), asyncio.create_task(sweeper.run())]
+            [
+                asyncio.create_task(keep_running("outbox", dispatcher.run, app[METRICS])),
+                asyncio.create_task(keep_running("sweeper", sweeper.run, app[METRICS])),
+            ]
             if workers
             else []
         )

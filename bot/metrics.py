@@ -51,7 +51,12 @@ class Metrics:
             ["channel", "action"],
             registry=self.registry,
         )
-
+        self.worker_restarts = Counter(
+            "taskjuice_worker_restarts",
+            "Background workers (outbox dispatcher, sweeper) restarted after a crash",
+            ["worker"],
+            registry=self.registry,
+        )
         self.sweep_batch_seconds = Histogram(
             "taskjuice_sweep_batch_seconds",
             "Duration of one timeout-sweep batch transaction",

@@ -17,7 +17,7 @@ import asyncpg
 from bot.errors import BotError
 from bot.metrics import Metrics
 from store import outbox as queries
-from store.database import connect
+from store.database import DATABASE_ERRORS, connect
 from store.outbox import NOTIFY_CHANNEL, OutboxItem
 
 __all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "backoff"]
@@ -83,7 +83,7 @@ class Dispatcher:
                             claimed = await queries.claim_due(
                                 conn, limit=free, lease=self.lease, worker=self.worker
                             )
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    except DATABASE_ERRORS as exc:
                         log.warning(
                             "outbox claim failed",
                             extra={"event": "outbox.claim_failed", "error": type(exc).__name__},
@@ -130,7 +130,7 @@ class Dispatcher:
         await asyncio.gather(*pending, return_exceptions=True)
         await self._flush_done()
         if unfinished:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 async with self.pool.acquire() as conn:
                     await queries.release(conn, unfinished, self.worker)
             log.info(
@@ -201,7 +201,7 @@ class Dispatcher:
         try:
             async with self.pool.acquire() as conn:
                 return await query(conn, *args, **kwargs)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning(
                 "outbox result not recorded",
                 extra={"event": "outbox.record_failed", "error": type(exc).__name__},
@@ -219,7 +219,7 @@ class Dispatcher:
                 while not conn.is_closed():
                     await asyncio.sleep(self.poll_interval * 5)
                     await conn.execute("SELECT 1")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DATABASE_ERRORS:
                 await asyncio.sleep(self.poll_interval * 2)
             finally:
                 if conn is not None and not conn.is_closed():

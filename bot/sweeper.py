@@ -13,6 +13,7 @@ import asyncpg
 
 from bot.metrics import Metrics
 from store import idempotency, sweep
+from store.database import DATABASE_ERRORS
 
 __all__ = ["Sweeper"]
 
@@ -36,7 +37,7 @@ class Sweeper:
         while not self._stopping.is_set():
             try:
                 await self.sweep_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning(
                     "sweep failed", extra={"event": "sweep.failed", "error": type(exc).__name__}
                 )

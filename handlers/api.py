@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from aiohttp import web
 
 from bot import alerts, approvals, decisions
@@ -24,6 +23,7 @@ from bot.schemas import WORKSPACE_PATTERN
 from bot.validation import check_schema, parse_new_approval
 from handlers.openapi import openapi_document
 from store import outbox, tasks
+from store.database import UNAVAILABLE
 
 __all__ = ["api_app"]
 
@@ -31,20 +31,6 @@ log = logging.getLogger("taskjuice.api")
 
 _STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
 _OUTBOX_STATUSES = ("pending", "done", "dead")
-
-# Failures that say "try again later", not "this request is wrong".
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.QueryCanceledError,
-    asyncpg.LockNotAvailableError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -86,7 +72,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         log.warning(
             "database unavailable",
             extra={"event": "api.db_unavailable", "error": type(exc).__name__},

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.app_keys import METRICS, POOL
 from store import outbox
+from store.database import DATABASE_ERRORS
 
 __all__ = ["add_routes"]
 
@@ -31,7 +31,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             async with request.config_dict[POOL].acquire() as conn:
                 await conn.fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except DATABASE_ERRORS:
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     return web.json_response({"status": "ready", "database": "ok"})
 
@@ -42,7 +42,7 @@ async def metrics(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             async with request.config_dict[POOL].acquire() as conn:
                 stats = await outbox.stats(conn)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except DATABASE_ERRORS:
         pass  # the gauges keep their last values; the counters are still worth scraping
     else:
         registry.outbox_depth.set(stats.pending)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -13,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bot.app_keys import METRICS, POOL, SETTINGS
 from bot.links import LinkSigner
 from bot.magic_links import LinkPage, LinkState, decide_by_link, open_link
+from store.database import UNAVAILABLE
 
 __all__ = ["add_routes"]
 
@@ -43,6 +46,8 @@ _TITLES = {
     LinkState.DONE: ("Thank you", "Recorded"),
 }
 _MAX_FORM = 8192
+
+Page = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_routes(app: web.Application) -> None:
@@ -106,6 +111,32 @@ def _page(
     )
 
 
+def _database_away_page(handler: Page) -> Page:
+    """The database away: a page that says so, and how to find out what happened."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except UNAVAILABLE:
+            return _render(
+                request,
+                "pages/message.html.j2",
+                503,
+                title="Try again in a minute",
+                eyebrow="Temporarily unavailable",
+                lines=[
+                    "We could not reach our records just now.",
+                    "If you pressed Approve or Deny, open the link again in a minute: "
+                    "it will show whether your decision was recorded.",
+                ],
+                inbox_url=None,
+            )
+
+    return guarded
+
+
+@_database_away_page
 async def show(request: web.Request) -> web.Response:
     """The confirmation page (or why the link no longer works). Never decides."""
     page = await open_link(
@@ -126,6 +157,7 @@ def _same_origin(request: web.Request) -> bool:
     return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
 
+@_database_away_page
 async def submit(request: web.Request) -> web.Response:
     """Decide from the confirmation form."""
     if not _same_origin(request):

@@ -46,6 +46,7 @@ from bot.slack_home import HELP_TEXT, approvals_blocks, pending_approvals
 from store import alerts as alert_store
 from store import outbox, tasks
 from store import slack as store
+from store.database import UNAVAILABLE
 
 __all__ = ["build_bolt", "slack_route"]
 
@@ -115,6 +116,13 @@ async def _on_error(error: Exception) -> BoltResponse | None:
             extra={"event": "slack.bad_payload", "error": type(error).__name__},
         )
         return BoltResponse(status=400, body="")
+    if isinstance(error, UNAVAILABLE):
+        # Nothing was acknowledged, so Slack tells the person it failed and they can retry.
+        log.warning(
+            "database unavailable",
+            extra={"event": "slack.db_unavailable", "error": type(error).__name__},
+        )
+        return BoltResponse(status=503, body="")
     log.error("Slack request failed", extra={"event": "slack.error", "error": type(error).__name__})
     return None
 

@@ -14,12 +14,11 @@ from bot.config import Settings
 from bot.inbound import handle_reply, known_recipient
 from bot.metrics import Metrics
 from handlers.mail import INBOUND_MAX_BYTES
+from store.database import DATABASE_ERRORS
 
 __all__ = ["start_listener"]
 
 log = logging.getLogger("taskjuice.smtp")
-
-_RETRYABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class ReplyHandler:
@@ -41,7 +40,7 @@ class ReplyHandler:
     ) -> str:
         try:
             known = await known_recipient(self.pool, self.settings, address)
-        except _RETRYABLE:
+        except DATABASE_ERRORS:
             return "451 4.3.0 Temporary failure, try again later"
         if not known:
             return "550 5.1.1 No such recipient"
@@ -61,7 +60,7 @@ class ReplyHandler:
                 envelope_from=envelope.mail_from,
                 metrics=self.metrics,
             )
-        except _RETRYABLE as exc:
+        except DATABASE_ERRORS as exc:
             log.warning(
                 "reply not handled", extra={"event": "smtp.retry", "error": type(exc).__name__}
             )

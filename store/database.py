@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 
 __all__ = [
+    "DATABASE_ERRORS",
+    "UNAVAILABLE",
     "connect",
     "create_pool",
     "embedded_database_url",
@@ -20,6 +22,25 @@ __all__ = [
 ]
 
 log = logging.getLogger("taskjuice.store")
+
+# Failures that say "the database is away or restarting; try again later", not "this
+# request is wrong". InternalClientError belongs here: a connection cut by a server
+# shutdown can be handed out again in the instant before asyncpg notices it is closed.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # shutting down, starting up, statement cancelled
+    asyncpg.TooManyConnectionsError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+# What a background worker survives: everything above and any error PostgreSQL reports.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
 
 
 def embedded_database_url(data_dir: Path) -> str:

