@@ -48,13 +48,22 @@ async def prepare_database(database_url: str) -> list[str]:
         await conn.close()
 
 
-def build_app(settings: Settings, database_url: str, *, workers: bool = True) -> web.Application:
-    """The whole service as one aiohttp application; `workers=False` serves HTTP only."""
+def build_app(
+    settings: Settings, database_url: str, *, workers: bool = True, edges: bool = True
+) -> web.Application:
+    """The whole service as one aiohttp application.
+
+    `workers=False` leaves out the outbox dispatcher and the sweeper (another process runs
+    them); `edges=False` leaves out everything that receives work — the API, Slack, links,
+    inbound mail — so only health and metrics are served (a worker process).
+    """
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_unavailable])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_lifecycle(database_url, workers))
+    app.cleanup_ctx.append(_lifecycle(database_url, workers, edges))
     health.add_routes(app)
+    if not edges:
+        return app
     app.add_subapp("/api/v1", api_app())
     if settings.slack_enabled and not settings.slack_app_token:
         app.router.add_post("/slack/events", _slack_events)
@@ -108,7 +117,7 @@ async def keep_running(
             await asyncio.sleep(pause)
 
 
-def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def]
+def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         await prepare_database(database_url)
@@ -138,17 +147,23 @@ def _lifecycle(database_url: str, workers: bool):  # type: ignore[no-untyped-def
             else []
         )
         socket_mode = None
-        if slack is not None and settings.slack_app_token:
+        if edges and slack is not None and settings.slack_app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             socket_mode = AsyncSocketModeHandler(app[BOLT], settings.slack_app_token)
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         listener = None
-        if settings.inbound_smtp_port is not None:
+        if edges and settings.inbound_smtp_port is not None:
             listener = await start_listener(pool, settings, app[METRICS])
         log.info(
             "taskjuice-bot ready",
-            extra={"event": "service.ready", "host": settings.host, "port": settings.port},
+            extra={
+                "event": "service.ready",
+                "host": settings.host,
+                "port": settings.port,
+                "workers": workers,
+                "edges": edges,
+            },
         )
         try:
             yield

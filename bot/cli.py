@@ -42,7 +42,18 @@ def _parser() -> argparse.ArgumentParser:
         + table,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the HTTP service and its workers")
+    serve = commands.add_parser("serve", help="run the HTTP service and its workers")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="serve HTTP (and Socket Mode, inbound SMTP) only; leave the outbox and the timeout "
+        "sweeper to `taskjuice-bot worker` processes",
+    )
+    commands.add_parser(
+        "worker",
+        help="run only the outbox dispatcher and the timeout sweeper (with /healthz, /readyz "
+        "and /metrics on PORT)",
+    )
     commands.add_parser("migrate", help="apply database migrations and exit")
     commands.add_parser(
         "dev",
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_dev()
 
     try:
-        settings = load_settings(service=args.command == "serve")
+        settings = load_settings(service=args.command in ("serve", "worker"))
     except SettingsError as exc:
         print(f"taskjuice-bot: {exc.message}", file=sys.stderr)
         return 2
@@ -79,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         return 0
     web.run_app(
-        build_app(settings, database_url),
+        build_app(
+            settings,
+            database_url,
+            workers=not getattr(args, "no_workers", False),
+            edges=args.command == "serve",
+        ),
         host=settings.host,
         port=settings.port,
         access_log=None,

@@ -1,14 +1,17 @@
 """The one decision path: every channel's approve/deny, and every other end of a task.
 
 `decide()` authorizes the person against the current tier, applies the self-approval rule and
-the quorum, and records the audit row, the outcome and the outbox rows in one short
-transaction. The task row is locked for that transaction, so concurrent deciders of one task
-queue behind each other and exactly one outcome wins; the conditional update is the backstop.
+the quorum, and records the audit row, the outcome and the outbox rows in one statement. It
+reads the task in one statement and writes only if the task's version is unchanged, so of
+concurrent deciders of one task exactly one write wins each round and the others look again
+at what it did: a later vote counts towards the same quorum, a click after the end is told
+who ended it. No lock is held between the two statements.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -78,10 +81,12 @@ async def decide(
 
     `content_hash` and `tier`, when given, are what the person was shown: if the task has
     changed since (different content, or escalated to another tier), nothing is recorded.
+    An actor known only by Slack ids is matched by the email the bot has on file for them.
     """
     reason = reason.strip()[:MAX_REASON] or None if reason else None
-    async with pool.acquire() as conn, conn.transaction():
-        context = await _load_current(conn, task_id)
+
+    async def attempt(conn: asyncpg.Connection) -> DecisionResult | None:
+        context = await _load_current(conn, task_id, actor)
         task = context.task
         if task.status is not TaskStatus.PENDING:
             return DecisionResult(
@@ -91,10 +96,15 @@ async def decide(
             tier is not None and tier != task.tier
         ):
             return DecisionResult(verdict=Verdict.STALE, task=task)
-        approver = _find(context.approvers, actor)
+        who = (
+            actor
+            if actor.email or not context.slack_email
+            else replace(actor, email=context.slack_email)
+        )
+        approver = _find(context.approvers, who)
         if approver is None:
             return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
-        if outcome is Outcome.APPROVE and _is_requester(task, actor, approver):
+        if outcome is Outcome.APPROVE and _is_requester(task, who, approver):
             return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
         earlier = next((v for v in context.votes if v.approver_id == approver.id), None)
         approvals = sum(1 for v in context.votes if v.action == "approve")
@@ -111,11 +121,11 @@ async def decide(
         else:
             ending = None
         person = Actor(
-            email=approver.email or actor.email,
-            slack_user_id=approver.slack_user_id or actor.slack_user_id,
-            slack_team_id=approver.slack_team_id or actor.slack_team_id,
+            email=approver.email or who.email,
+            slack_user_id=approver.slack_user_id or who.slack_user_id,
+            slack_team_id=approver.slack_team_id or who.slack_team_id,
         )
-        decision, webhook_id = await tasks.record_decision(
+        recorded = await tasks.record_decision(
             conn,
             task=task,
             action=outcome.value,
@@ -126,7 +136,11 @@ async def decide(
             client=client,
             ending=(ending[0].value, ending[1].value) if ending else None,
             event=ending[0].value if ending else "vote",
+            version=context.version,
         )
+        if recorded is None:
+            return None  # someone else changed the task since we read it
+        decision, webhook_id = recorded
         _count(metrics, via, outcome.value)
         return DecisionResult(
             verdict=Verdict.DECIDED if ending else Verdict.COUNTED,
@@ -135,6 +149,8 @@ async def decide(
             approvals=approvals,
             webhook_id=webhook_id,
         )
+
+    return await _until_settled(pool, task_id, attempt)
 
 
 async def cancel(
@@ -145,14 +161,15 @@ async def cancel(
     metrics: Metrics | None = None,
 ) -> DecisionResult:
     """The run was cancelled on the platform: end the task `cancelled` (resolution deny)."""
-    async with pool.acquire() as conn, conn.transaction():
-        context = await _load_current(conn, task_id)
+
+    async def attempt(conn: asyncpg.Connection) -> DecisionResult | None:
+        context = await _load_current(conn, task_id, None)
         task = context.task
         if task.status is not TaskStatus.PENDING:
             return DecisionResult(
                 verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final
             )
-        decision, webhook_id = await tasks.record_decision(
+        recorded = await tasks.record_decision(
             conn,
             task=task,
             action="cancel",
@@ -163,7 +180,11 @@ async def cancel(
             client=None,
             ending=(TaskStatus.CANCELLED.value, Resolution.DENY.value),
             event=TaskStatus.CANCELLED.value,
+            version=context.version,
         )
+        if recorded is None:
+            return None
+        decision, webhook_id = recorded
         _count(metrics, Channel.API, "cancel")
         return DecisionResult(
             verdict=Verdict.DECIDED,
@@ -172,19 +193,55 @@ async def cancel(
             webhook_id=webhook_id,
         )
 
+    return await _until_settled(pool, task_id, attempt)
 
-async def _load_current(conn: asyncpg.Connection, task_id: UUID) -> tasks.DecisionContext:
-    """Lock the task; if its tier has run out, apply the timeout policy first.
+
+# Optimistic attempts before a decision takes the row lock; each lost race means another
+# decision of the same task was written in between, so this is reached only under a storm.
+_OPTIMISTIC_ATTEMPTS = 5
+
+
+async def _until_settled(
+    pool: asyncpg.Pool,
+    task_id: UUID,
+    attempt: Callable[[asyncpg.Connection], Awaitable[DecisionResult | None]],
+) -> DecisionResult:
+    """Read, judge, write-if-unchanged; again on a lost race. Two statements, no lock, no
+    transaction in the usual case. After a few lost races, the attempt runs holding the
+    task's row lock, where no other decision can slip in between, so it always settles."""
+    async with pool.acquire() as conn:
+        for _ in range(_OPTIMISTIC_ATTEMPTS):
+            result = await attempt(conn)
+            if result is not None:
+                return result
+        async with conn.transaction():
+            await tasks.lock(conn, task_id)
+            result = await attempt(conn)
+        if result is None:  # pragma: no cover - the lock makes a lost race impossible
+            raise RuntimeError(f"task {task_id} changed under its row lock")
+        return result
+
+
+async def _load_current(
+    conn: asyncpg.Connection, task_id: UUID, actor: Actor | None
+) -> tasks.DecisionContext:
+    """Read the task; if its tier has run out, apply the timeout policy first.
 
     The database clock decides: a click one millisecond after the deadline meets the task as
     the sweeper would leave it, whether or not a sweeper has run yet.
     """
-    context = await tasks.load_for_decision(conn, task_id)
+    slack = (
+        {"slack_team_id": actor.slack_team_id, "slack_user_id": actor.slack_user_id}
+        if actor is not None and actor.email is None and actor.slack_user_id
+        else {}
+    )
+    context = await tasks.load_for_decision(conn, task_id, **slack)
     if context is None:
         raise NotFound("No such approval task.")
     if context.task.overdue:
-        await sweep.expire_due(conn, limit=1, task_id=task_id)
-        context = await tasks.load_for_decision(conn, task_id)
+        async with conn.transaction():
+            await sweep.expire_due(conn, limit=1, task_id=task_id)
+        context = await tasks.load_for_decision(conn, task_id, **slack)
         assert context is not None
     return context
 

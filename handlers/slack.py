@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -139,13 +140,22 @@ class _SlackEdge:
         self.metrics = metrics
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def _actor(self, body: dict[str, Any]) -> Actor:
+    @staticmethod
+    def _person(body: dict[str, Any]) -> Actor:
+        """Who clicked, by Slack ids (a decision finds their email in its own read)."""
         user = body.get("user") or {}
         user_id = str(user.get("id", ""))
         team = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
+        return Actor(slack_user_id=user_id or None, slack_team_id=team or None)
+
+    async def _actor(self, body: dict[str, Any]) -> Actor:
+        """Who clicked, with the email the bot has on file for them."""
+        person = self._person(body)
+        if person.slack_user_id is None:
+            return person
         async with self.pool.acquire() as conn:
-            email = await store.email_of(conn, team, user_id) if user_id else None
-        return Actor(email=email, slack_user_id=user_id or None, slack_team_id=team or None)
+            email = await store.email_of(conn, person.slack_team_id or "", person.slack_user_id)
+        return replace(person, email=email)
 
     async def _decide(
         self, body: dict[str, Any], raw_value: str, outcome: Outcome, reason: str | None = None
@@ -158,7 +168,7 @@ class _SlackEdge:
             uuid = UUID(task_id)
         except ValueError:
             return None
-        actor = await self._actor(body)
+        actor = self._person(body)
         if actor.slack_user_id is None:
             return None
         client = {

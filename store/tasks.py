@@ -33,6 +33,7 @@ __all__ = [
     "insert",
     "list_page",
     "load_for_decision",
+    "lock",
     "record_decision",
     "task_view",
 ]
@@ -345,12 +346,16 @@ async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionContext:
-    """A locked task with what a decision needs: the current tier's approvers and votes."""
+    """A task as one statement read it, with what a decision needs: the current tier's
+    approvers and votes, the version a decision must find unchanged, and the email the
+    bot knows for the deciding Slack user."""
 
     task: ApprovalTask
     approvers: list[Approver]
     votes: list[Decision]
     final: Decision | None
+    version: int
+    slack_email: str | None = None
 
 
 _AUDIT_JSON = """json_build_object('id', d.id, 'task_id', d.task_id, 'tier', d.tier,
@@ -367,7 +372,8 @@ SELECT t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
     (SELECT coalesce(json_agg({_AUDIT_JSON} ORDER BY d.id), '[]')
      FROM decisions d WHERE d.task_id = t.id AND d.tier = t.tier AND d.approver_id IS NOT NULL)
         AS votes,
-    (SELECT {_AUDIT_JSON} FROM decisions d WHERE d.id = t.final_decision_id) AS final
+    (SELECT {_AUDIT_JSON} FROM decisions d WHERE d.id = t.final_decision_id) AS final,
+    (SELECT u.email FROM slack_users u WHERE u.team_id = $2 AND u.user_id = $3) AS slack_email
 FROM tasks t WHERE t.id = $1
 """  # noqa: S608 (constant SQL)
 
@@ -376,17 +382,22 @@ def _audit(entry: dict[str, Any]) -> Decision:
     return _decision(entry | {"decided_at": datetime.fromisoformat(entry["decided_at"])})
 
 
-async def load_for_decision(conn: asyncpg.Connection, task_id: UUID) -> DecisionContext | None:
-    """Lock the task, then read everything a decision checks.
+async def lock(conn: asyncpg.Connection, task_id: UUID) -> None:
+    """Hold the task's row lock until the caller's transaction ends."""
+    await conn.execute("SELECT FROM tasks WHERE id = $1 FOR UPDATE", task_id)
 
-    Two statements on purpose: under READ COMMITTED a statement that waited for the row lock
-    still reads other tables as of its start, so it would miss the votes and the outcome that
-    the transaction it waited for has just committed. The second statement sees them.
-    """
-    if not await conn.fetchval("SELECT true FROM tasks WHERE id = $1 FOR UPDATE", task_id):
-        return None
-    row = await conn.fetchrow(_LOAD, task_id)
 
+async def load_for_decision(
+    conn: asyncpg.Connection,
+    task_id: UUID,
+    *,
+    slack_team_id: str | None = None,
+    slack_user_id: str | None = None,
+) -> DecisionContext | None:
+    """Everything a decision checks, in one statement (one snapshot), without a lock: the
+    write that follows succeeds only if `version` is still current (see `record_decision`).
+    With a Slack user given, the email the bot has on file for them comes along."""
+    row = await conn.fetchrow(_LOAD, task_id, slack_team_id, slack_user_id)
     if row is None:
         return None
     return DecisionContext(
@@ -394,20 +405,27 @@ async def load_for_decision(conn: asyncpg.Connection, task_id: UUID) -> Decision
         approvers=[Approver(**a) for a in row["tier_approvers"]],
         votes=[_audit(v) for v in row["votes"]],
         final=_audit(row["final"]) if row["final"] else None,
+        version=row["version"],
+        slack_email=row["slack_email"],
     )
 
 
 _RECORD = """
-WITH d AS (
-    INSERT INTO decisions (task_id, tier, approver_id, action, via, actor_email,
+WITH next AS (
+    SELECT nextval('decisions_id_seq') AS id
+), task AS (
+    UPDATE tasks t SET version = t.version + 1, updated_at = now(),
+        status = coalesce($11, t.status), resolution = coalesce($12, t.resolution),
+        final_decision_id = CASE WHEN $11::text IS NULL THEN t.final_decision_id ELSE next.id END,
+        finished_at = CASE WHEN $11::text IS NULL THEN t.finished_at ELSE now() END
+    FROM next
+    WHERE t.id = $1 AND t.status = 'pending' AND t.tier = $2 AND t.version = $16
+    RETURNING next.id
+), d AS (
+    INSERT INTO decisions (id, task_id, tier, approver_id, action, via, actor_email,
         actor_slack_user_id, actor_slack_team_id, reason, client)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT task.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM task
     RETURNING *
-), ended AS (
-    UPDATE tasks t SET status = $11, resolution = $12, final_decision_id = d.id,
-        finished_at = now(), updated_at = now()
-    FROM d WHERE t.id = $1 AND t.status = 'pending' AND t.tier = $2 AND $11::text IS NOT NULL
-    RETURNING t.id
 ), callback AS (
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
     SELECT 'callback', jsonb_build_object('decision_id', d.id), $1, 'callback:' || $1, $13
@@ -418,7 +436,7 @@ WITH d AS (
         jsonb_build_object('task_id', $1::text, 'event', $14::text))), $1, $15
     FROM d
 )
-SELECT d.*, (SELECT count(*) FROM ended) AS ended FROM d
+SELECT d.* FROM d
 """
 
 
@@ -434,11 +452,14 @@ async def record_decision(
     client: dict[str, Any] | None,
     ending: tuple[str, str] | None,
     event: str,
-) -> tuple[Decision, str | None]:
-    """Write the audit row, end the task when `ending` says so (a conditional update), and
-    queue the callback and the channels' refresh: one statement, in the caller's transaction.
+    version: int,
+) -> tuple[Decision, str | None] | None:
+    """Write the audit row, end the task when `ending` says so, and queue the callback and
+    the channels' refresh: one statement, so all of it or none of it.
 
-    Returns the audit row and the callback's `webhook-id` (None when the task goes on).
+    Conditional: nothing is written unless the task is still pending at its tier with the
+    `version` the caller read; then None is returned and the caller reads again. Otherwise
+    returns the audit row and the callback's `webhook-id` (None when the task goes on).
     """
     webhook_id = f"msg_{uuid.uuid4().hex}" if ending else None
     row = await conn.fetchrow(
@@ -458,8 +479,8 @@ async def record_decision(
         webhook_id or "",
         event,
         f"msg_{uuid.uuid4().hex}",
+        version,
     )
-    if ending and not row["ended"]:
-        # The row lock makes this unreachable; if it ever happens, roll everything back.
-        raise RuntimeError(f"task {task.id} was not pending at tier {task.tier}")
+    if row is None:
+        return None
     return _decision(row), webhook_id

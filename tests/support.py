@@ -156,10 +156,11 @@ def service_env(database_url: str, callback_url: str, port: int, **extra: str) -
 
 @dataclass
 class ServiceProcess:
-    """A real `taskjuice-bot serve` child process."""
+    """A real `taskjuice-bot serve` (or `worker`) child process."""
 
     env: dict[str, str]
     log_path: Path
+    command: tuple[str, ...] = ("serve",)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -169,7 +170,7 @@ class ServiceProcess:
     async def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.cli", *self.command],
             cwd=self.log_path.parent,
             env=self.env,
             stdout=log,

@@ -223,3 +223,30 @@ async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
         assert sorted(r.verdict.value for r in results) == ["counted", "decided"]
         [row] = await rows(pool, "SELECT status FROM tasks WHERE id = $1", task_id)
         assert row["status"] == "approved"
+
+
+async def test_a_storm_of_votes_counts_each_approver_once_and_ends_the_task_once(
+    pool: asyncpg.Pool,
+) -> None:
+    # Twenty approvers, each clicking twice at once, for a quorum of twenty: most writes lose
+    # a race at least once, and some run out of optimistic attempts and take the row lock.
+    people = [f"voter{i}@acme.test" for i in range(20)]
+    task_id = await new_task(
+        pool, approvers=[{"email": p} for p in people], required_approvals=len(people)
+    )
+    results = await asyncio.gather(
+        *[
+            decide(pool, task_id=task_id, actor=Actor(email=p), outcome=Outcome.APPROVE, via=via)
+            for p in people
+            for via in (Channel.SLACK, Channel.EMAIL_LINK)
+        ]
+    )
+    verdicts = sorted(r.verdict.value for r in results)
+    assert verdicts.count("decided") == 1
+    assert verdicts.count("counted") == len(people) - 1
+    assert verdicts.count("already_voted") + verdicts.count("already_finished") == len(people)
+    votes = await rows(pool, "SELECT actor_email FROM decisions WHERE task_id = $1", task_id)
+    assert sorted(v["actor_email"] for v in votes) == sorted(people)
+    [task] = await rows(pool, "SELECT status, version FROM tasks WHERE id = $1", task_id)
+    assert task["status"] == "approved" and task["version"] == len(people)
+    assert len(await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")) == 1

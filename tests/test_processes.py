@@ -36,12 +36,14 @@ def spawn(
     tmp_path: Path,
     database_url: str,
     callback_url: str,
+    *command: str,
     **extra: str,
 ) -> ServiceProcess:
     port = free_port()
     proc = ServiceProcess(
         env=service_env(database_url, callback_url, port, **extra),
         log_path=tmp_path / f"service-{len(started)}.log",
+        command=command or ("serve",),
     )
     started.append(proc)
     return proc
@@ -182,3 +184,31 @@ async def test_two_processes_never_send_one_outbox_item_twice(
         )
     assert senders == 2
     assert len(receiver.attempts) == 400
+
+
+async def test_web_processes_leave_the_outbox_to_worker_processes(
+    tmp_path: Path,
+    database_url: str,
+    receiver: CallbackReceiver,
+    pool: asyncpg.Pool,
+    processes: list[ServiceProcess],
+) -> None:
+    web = spawn(processes, tmp_path, database_url, receiver.url, "serve", "--no-workers")
+    worker = spawn(processes, tmp_path, database_url, receiver.url, "worker")
+    await web.start()
+    await worker.start()
+    task = await api(web.base_url, "POST", "/api/v1/approvals", approval_body())
+    await api(web.base_url, "POST", f"/api/v1/approvals/{task['id']}/cancel")
+    [callback] = await eventually(lambda: receiver.delivered, timeout=20, what="the callback")
+    assert json.loads(callback.body)["data"]["id"] == task["id"]
+    async with pool.acquire() as conn:
+        senders = await conn.fetch("SELECT DISTINCT claimed_by FROM outbox")
+    assert worker.proc is not None and web.proc is not None
+    assert {r["claimed_by"].rsplit(":", 1)[1] for r in senders} == {str(worker.proc.pid)}
+    # A worker receives nothing: no API, no Slack, no links; health and metrics only.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(worker.base_url + "/api/v1/approvals") as response:
+            assert response.status == 404
+        async with session.get(worker.base_url + "/metrics") as response:
+            assert response.status == 200
+    assert await web.terminate() == 0 and await worker.terminate() == 0
