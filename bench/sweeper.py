@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from bench.workload import insert_overdue_tasks
+from bot.sweeper import BATCH
 from store import sweep
 from store.database import connect, create_pool
 
@@ -74,7 +75,7 @@ async def _one_run(url: str, tasks: int, workers: int, batch: int) -> dict[str, 
     return {"tasks_per_s": tasks / elapsed, "seconds": elapsed, "longest_batch_ms": longest * 1e3}
 
 
-async def run(url: str, *, tasks: int, repeats: int, batch: int = 250) -> dict[str, Any]:
+async def run(url: str, *, tasks: int, repeats: int, batch: int = BATCH) -> dict[str, Any]:
     """Median figures over `repeats` runs for 1 and 2 workers."""
     figures: dict[str, Any] = {"tasks": tasks, "batch": batch}
     for workers in (1, 2):

@@ -15,7 +15,11 @@ from bot.metrics import Metrics
 from store import idempotency, sweep
 from store.database import DATABASE_ERRORS
 
-__all__ = ["Sweeper"]
+__all__ = ["BATCH", "Sweeper"]
+
+# Tasks per batch transaction: large enough to amortise the statement, small enough that a
+# batch (and the row locks it holds) lasts a few tens of milliseconds.
+BATCH = 250
 
 log = logging.getLogger("taskjuice.sweeper")
 
@@ -27,7 +31,7 @@ class Sweeper:
     pool: asyncpg.Pool
     metrics: Metrics
     interval: float = 1.0
-    batch: int = 250
+    batch: int = BATCH
     keep_idempotency_keys: float = 7 * 86400.0
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _next_housekeeping: float = field(init=False, default=0.0)
