@@ -142,6 +142,7 @@ async def test_sigterm_stops_cleanly(
         if line.startswith("{")
     ]
     assert events.count("slack.disabled") == 1 and "service.stopped" in events
+    assert '"message": "event loop: uvloop"' in proc.log_path.read_text()  # installed on Linux
 
 
 async def test_two_processes_never_send_one_outbox_item_twice(
