@@ -31,6 +31,7 @@ __all__ = [
     "free_port",
     "pending_tasks",
     "percentile",
+    "postgres_cpu_seconds",
     "run_load",
     "sign",
 ]
@@ -145,6 +146,10 @@ class BotProcess:
         found = re.search(r"VmRSS:\s+(\d+) kB", status)
         return int(found.group(1)) / 1024 if found else 0.0
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far; 0 where /proc is missing."""
+        return _cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -152,6 +157,27 @@ class BotProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL process on this machine (the server under test, when it
+    is local); 0 where /proc is missing."""
+    total = 0.0
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                total += _cpu_seconds(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def bot_env(database_url: str, slack_url: str, callback_url: str, **extra: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from bench.harness import (
     median_of,
     pending_tasks,
     percentile,
+    postgres_cpu_seconds,
     run_load,
     sign,
 )
@@ -45,16 +46,31 @@ async def _interactivity(
             finally:
                 await conn.close()
             bodies = [click_body(i) for i in ids]
-            bot_runs.append(
-                await asyncio.to_thread(
-                    run_load, bot.url, bodies, connections=connections, seconds=seconds
-                )
+            bot_cpu, pg_cpu = bot.cpu_seconds(), postgres_cpu_seconds()
+            figures_of_run = await asyncio.to_thread(
+                run_load, bot.url, bodies, connections=connections, seconds=seconds
             )
-            bare_runs.append(
-                await asyncio.to_thread(
-                    run_load, bare.url, bodies, connections=connections, seconds=seconds
+            # Where the CPU goes: the clicks and the outbox work they cause (callbacks, message
+            # refreshes), which the same process sends once the load stops if not before.
+            await _outbox_drained(db)
+            clicks = figures_of_run["rps"] * seconds
+            if clicks and bot_cpu:
+                figures_of_run["bot_cpu_ms_per_click"] = round(
+                    (bot.cpu_seconds() - bot_cpu) * 1e3 / clicks, 3
                 )
+                figures_of_run["postgres_cpu_ms_per_click"] = round(
+                    (postgres_cpu_seconds() - pg_cpu) * 1e3 / clicks, 3
+                )
+            bot_runs.append(figures_of_run)
+            bare_cpu = bare.cpu_seconds()
+            baseline = await asyncio.to_thread(
+                run_load, bare.url, bodies, connections=connections, seconds=seconds
             )
+            if baseline["rps"] and bare_cpu:
+                baseline["cpu_ms_per_click"] = round(
+                    (bare.cpu_seconds() - bare_cpu) * 1e3 / (baseline["rps"] * seconds), 3
+                )
+            bare_runs.append(baseline)
         ours, base = median_of(bot_runs), median_of(bare_runs)
         figures[f"concurrency_{connections}"] = {
             "bot": ours,
@@ -62,6 +78,19 @@ async def _interactivity(
             "throughput_ratio": round(ours["rps"] / base["rps"], 2) if base["rps"] else None,
         }
     return figures
+
+
+async def _outbox_drained(db: str, timeout: float = 60.0) -> None:
+    """Wait until every outbox item the load queued has been sent."""
+    conn = await connect(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'"):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
 
 
 async def _pipeline(
