@@ -18,16 +18,18 @@ from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import alerts, decisions
 from bot.config import Settings
-from bot.decisions import DecisionResult
+from bot.decisions import DecisionResult, Verdict
 from bot.domain import Actor, Channel, Outcome
 from bot.errors import NotFound
 from bot.explain import explain
@@ -176,11 +178,12 @@ class _SlackEdge:
             "channel": (body.get("channel") or {}).get("id"),
             "message_ts": (body.get("container") or {}).get("message_ts"),
         }
-        try:
+
+        async def decide(who: Actor) -> DecisionResult:
             return await decisions.decide(
                 self.pool,
                 task_id=uuid,
-                actor=actor,
+                actor=who,
                 outcome=outcome,
                 via=Channel.SLACK,
                 reason=reason,
@@ -189,8 +192,38 @@ class _SlackEdge:
                 tier=tier,
                 metrics=self.metrics,
             )
+
+        try:
+            result = await decide(actor)
+            if result.verdict is Verdict.NOT_APPROVER:
+                # Perhaps an approver listed by email whom the bot has never looked up (they
+                # joined Slack after the request was posted): ask Slack once, then decide again.
+                learned = await self._learn_email(actor)
+                if learned is not None:
+                    result = await decide(replace(actor, email=learned))
+            return result
         except NotFound:
             return None
+
+    async def _learn_email(self, actor: Actor) -> str | None:
+        """The clicker's email from `users.info`, cached, when the bot did not know it yet.
+        Bounded to a second and a half: this runs before the ack, on a refusal path only."""
+        team, user = actor.slack_team_id or "", actor.slack_user_id or ""
+        async with self.pool.acquire() as conn:
+            if await store.email_of(conn, team, user):
+                return None  # known already, and not an approver
+        try:
+            async with asyncio.timeout(1.5):
+                answer = await self.client.users_info(user=user)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            return None
+        profile = (answer.get("user") or {}).get("profile") or {}
+        email = profile.get("email")
+        if not isinstance(email, str) or not email:
+            return None
+        async with self.pool.acquire() as conn:
+            await store.cache_user(conn, team, user, email, (answer.get("user") or {}).get("tz"))
+        return email
 
     async def _tell(self, body: dict[str, Any], result: DecisionResult | None) -> None:
         """Explain a refusal to the person, privately, through the outbox."""

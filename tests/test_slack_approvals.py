@@ -509,3 +509,42 @@ async def test_a_reminder_reaches_the_approvers_and_is_kept_current(
     await slack_user.click(reminder, "taskjuice_approve", DANA)
     for message in dm(slack, DANA):
         await eventually(lambda m=message: m["edited"] and not buttons(m), what="updates")
+
+
+async def test_an_approver_listed_by_email_who_joined_slack_later_can_decide(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+) -> None:
+    task = await request(
+        slack_service,
+        approvers=[{"email": "newcomer@acme.test"}],
+        deliver={"slack": True, "slack_channel": APPROVALS},
+        reversibility="safe",
+    )
+    [message] = await eventually(lambda: slack.messages.get(APPROVALS), what="channel post")
+    assert "newcomer@acme.test" in text_of(message)  # not in Slack yet: named by email
+    slack.add_user("U0NEW0001", "newcomer", "newcomer@acme.test")  # joins afterwards
+
+    status, _ = await slack_user.click(message, "taskjuice_approve", "U0NEW0001")
+    assert status == 200
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved"
+    [callback] = await eventually(lambda: receiver.delivered, what="callback")
+    assert callback.json["data"]["decided_by"] == {
+        "email": "newcomer@acme.test",
+        "slack_user_id": "U0NEW0001",
+    }
+    # A person who is not an approver is still refused, after the same one lookup.
+    other = await request(
+        slack_service, approvers=[{"email": "dana@acme.test"}], run_id="run_other"
+    )
+    dana_dm = await eventually(
+        lambda: [m for m in dm(slack, DANA) if other["id"] in json.dumps(m)], what="Dana's DM"
+    )
+    status, _ = await slack_user.click(dana_dm[0], "taskjuice_approve", MALLORY)
+    assert status == 200
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{other['id']}")
+    assert view["status"] == "pending"
+    assert slack.calls_to("users.info")[-1].args["user"] == MALLORY
