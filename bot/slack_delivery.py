@@ -78,6 +78,11 @@ def _failure(exc: Exception) -> Exception:
     return RetryLater(f"slack unreachable: {type(exc).__name__}")
 
 
+async def queue_home(conn: asyncpg.Connection, user: str) -> None:
+    """Refresh `user`'s App Home once everything this transaction writes is committed."""
+    await outbox.enqueue_unless_waiting(conn, HOME, {"user": user}, ordering_key=f"{HOME}:{user}")
+
+
 @dataclass(slots=True)
 class SlackChannel:
     """Turns task and alert changes into Slack outbox items (the channel plugin)."""
@@ -87,6 +92,9 @@ class SlackChannel:
     async def task_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
     ) -> None:
+        # Approvers who use the App Home see it change, whichever channel the change came by.
+        for user in await store.home_viewers(conn, task_id):
+            await queue_home(conn, user)
         view = await tasks.delivery_state(conn, task_id)
         if view is None or not view["deliver"].get("slack", True):
             return

@@ -44,7 +44,7 @@ from bot.slack_blocks import (
     notice_view,
     parse_button_value,
 )
-from bot.slack_delivery import EPHEMERAL, HOME
+from bot.slack_delivery import EPHEMERAL, queue_home
 from bot.slack_home import HELP_TEXT, approvals_blocks, pending_approvals
 from store import alerts as alert_store
 from store import outbox, tasks
@@ -240,8 +240,8 @@ class _SlackEdge:
                 await outbox.enqueue(
                     conn, EPHEMERAL, {"channel": channel, "user": user, "text": text}
                 )
-            if refresh_home:
-                await outbox.enqueue(conn, HOME, {"user": user})
+            if refresh_home and user:
+                await queue_home(conn, str(user))
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
@@ -359,8 +359,12 @@ class _SlackEdge:
             + "."
         )
 
-    async def on_home_opened(self, event: dict[str, Any]) -> None:
-        if event.get("tab", "home") != "home" or not event.get("user"):
+    async def on_home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        user = event.get("user")
+        if event.get("tab", "home") != "home" or not isinstance(user, str) or not user:
             return
-        async with self.pool.acquire() as conn:
-            await outbox.enqueue(conn, HOME, {"user": str(event["user"])})
+        team = str(body.get("team_id") or "")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if team:
+                await store.home_seen(conn, team, user)
+            await queue_home(conn, user)

@@ -16,6 +16,7 @@ __all__ = [
     "OutboxStats",
     "claim_due",
     "enqueue",
+    "enqueue_unless_waiting",
     "list_items",
     "mark_done",
     "mark_failed",
@@ -75,6 +76,22 @@ async def enqueue(
         message_id,
     )
     return message_id
+
+
+async def enqueue_unless_waiting(
+    conn: asyncpg.Connection, kind: str, payload: dict[str, Any], *, ordering_key: str
+) -> None:
+    """Add work unless an item of the same key is already waiting, unclaimed: that one will
+    run after this transaction commits and see everything it wrote, so one is enough."""
+    await conn.execute(
+        "INSERT INTO outbox (kind, payload, ordering_key, message_id)"
+        " SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT FROM outbox"
+        "  WHERE ordering_key = $3 AND status = 'pending' AND claimed_by IS NULL)",
+        kind,
+        payload,
+        ordering_key,
+        f"msg_{uuid.uuid4().hex}",
+    )
 
 
 # Only the oldest pending item of an ordering key is claimable: a post before its updates.

@@ -10,6 +10,8 @@ __all__ = [
     "alert_posted",
     "cache_user",
     "email_of",
+    "home_seen",
+    "home_viewers",
     "pending_for",
     "user_of_email",
 ]
@@ -77,3 +79,29 @@ async def alert_posted(
         channel,
         ts,
     )
+
+
+async def home_seen(conn: asyncpg.Connection, team_id: str, user_id: str) -> None:
+    """Remember that this user has opened the App Home."""
+    await conn.execute(
+        "INSERT INTO slack_users (team_id, user_id, home_seen_at) VALUES ($1, $2, now())"
+        " ON CONFLICT (team_id, user_id) DO UPDATE SET home_seen_at = now()",
+        team_id,
+        user_id,
+    )
+
+
+async def home_viewers(conn: asyncpg.Connection, task_id: UUID) -> list[str]:
+    """Slack users who have opened the App Home and are approvers of the task (any tier),
+    by Slack id or by the email the bot knows for them."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT u.user_id FROM approvers a
+        JOIN slack_users u ON u.home_seen_at IS NOT NULL AND (
+            u.user_id = a.slack_user_id
+            OR (a.email IS NOT NULL AND lower(u.email) = lower(a.email)))
+        WHERE a.task_id = $1
+        """,
+        task_id,
+    )
+    return [str(r["user_id"]) for r in rows]

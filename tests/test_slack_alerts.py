@@ -272,6 +272,30 @@ async def test_app_home_lists_pending_approvals_with_working_buttons(
     )
 
 
+async def test_an_open_app_home_follows_requests_decided_and_created_elsewhere(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    def home_text() -> str:
+        return json.dumps(slack.home.get(LEE))
+
+    await slack_user.event(
+        {"type": "app_home_opened", "user": LEE, "tab": "home", "channel": slack.dm_channel(LEE)}
+    )
+    await eventually(lambda: "Nothing waiting for you" in home_text(), what="the empty home")
+    # A new request for Lee appears on the Home without Lee reopening it ...
+    _, task = await slack_service.request("POST", "/api/v1/approvals", json=approval_body())
+    await eventually(lambda: "1 approval waiting for you" in home_text(), what="the new request")
+    # ... and leaves it when Dana decides it in her DM.
+    dana = await eventually(lambda: slack.messages.get(slack.dm_channel(DANA)), what="Dana's DM")
+    status, _ = await slack_user.click(dana[0], "taskjuice_approve", DANA)
+    assert status == 200
+    await eventually(lambda: "Nothing waiting for you" in home_text(), what="the home refreshed")
+    # Dana never opened her Home: nothing is published to it.
+    assert DANA not in slack.home
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved"
+
+
 async def test_a_request_in_a_channel_is_posted_once_even_when_slack_was_down(
     slack_service: Service, slack: SlackApiDouble
 ) -> None:
