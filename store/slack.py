@@ -96,10 +96,12 @@ async def home_viewers(conn: asyncpg.Connection, task_id: UUID) -> list[str]:
     by Slack id or by the email the bot knows for them."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT u.user_id FROM approvers a
-        JOIN slack_users u ON u.home_seen_at IS NOT NULL AND (
-            u.user_id = a.slack_user_id
-            OR (a.email IS NOT NULL AND lower(u.email) = lower(a.email)))
+        SELECT u.user_id FROM approvers a
+        JOIN slack_users u ON u.user_id = a.slack_user_id AND u.home_seen_at IS NOT NULL
+        WHERE a.task_id = $1
+        UNION
+        SELECT u.user_id FROM approvers a
+        JOIN slack_users u ON lower(u.email) = lower(a.email) AND u.home_seen_at IS NOT NULL
         WHERE a.task_id = $1
         """,
         task_id,
