@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from bot.metrics import Metrics
-from store import idempotency, sweep
+from store import idempotency, outbox, sweep
 from store.database import DATABASE_ERRORS
 
 __all__ = ["BATCH", "Sweeper"]
@@ -33,6 +33,7 @@ class Sweeper:
     interval: float = 1.0
     batch: int = BATCH
     keep_idempotency_keys: float = 7 * 86400.0
+    keep_sent: float = 7 * 86400.0
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _next_housekeeping: float = field(init=False, default=0.0)
 
@@ -71,12 +72,19 @@ class Sweeper:
             if reminded < self.batch:
                 break
         if time.monotonic() >= self._next_housekeeping:
-            # Hourly: Idempotency-Key replays are kept for a week, then forgotten.
+            # Hourly: Idempotency-Key replays are kept for a week, then forgotten; so are sent
+            # outbox items (in short batches), or the table would grow without end.
             self._next_housekeeping = time.monotonic() + 3600
             async with self.pool.acquire() as conn:
                 totals["idempotency_keys_pruned"] = await idempotency.forget_older_than(
                     conn, self.keep_idempotency_keys
                 )
+                totals["outbox_pruned"] = 0
+                while not self._stopping.is_set():
+                    pruned = await outbox.forget_sent(conn, self.keep_sent)
+                    totals["outbox_pruned"] += pruned
+                    if pruned < 5000:
+                        break
         if any(totals.values()):
             log.info("sweep applied timeouts", extra={"event": "sweep.done", **totals})
         return totals

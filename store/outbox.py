@@ -17,6 +17,7 @@ __all__ = [
     "claim_due",
     "enqueue",
     "enqueue_unless_waiting",
+    "forget_sent",
     "list_items",
     "mark_done",
     "mark_failed",
@@ -214,3 +215,15 @@ async def retry(conn: asyncpg.Connection, item_id: int) -> bool:
     if done:
         await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return bool(done)
+
+
+async def forget_sent(conn: asyncpg.Connection, older_than: float, *, limit: int = 5000) -> int:
+    """Delete up to `limit` items sent more than `older_than` seconds ago; returns how many.
+    Dead letters stay until an operator retries them."""
+    result: str = await conn.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status = 'done'"
+        " AND finished_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)",
+        older_than,
+        limit,
+    )
+    return int(result.split()[-1])

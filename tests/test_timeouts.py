@@ -363,3 +363,21 @@ async def test_old_idempotency_keys_are_pruned(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         keys = [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")]
     assert keys == ["new"]
+
+
+async def test_sent_outbox_items_are_forgotten_after_a_week_and_dead_letters_kept(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO outbox (kind, payload, message_id, status, finished_at) VALUES"
+            " ('callback', '{}', 'old-done', 'done', now() - interval '8 days'),"
+            " ('callback', '{}', 'new-done', 'done', now() - interval '1 day'),"
+            " ('callback', '{}', 'old-dead', 'dead', now() - interval '30 days'),"
+            " ('callback', '{}', 'waiting', 'pending', NULL)"
+        )
+    totals = await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
+    assert totals["outbox_pruned"] == 1
+    async with pool.acquire() as conn:
+        left = {r["message_id"] for r in await conn.fetch("SELECT message_id FROM outbox")}
+    assert left == {"new-done", "old-dead", "waiting"}
