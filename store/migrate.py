@@ -26,8 +26,9 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Apply what is missing; safe to call from many replicas at once."""
+async def apply_migrations(conn: asyncpg.Connection, *, until: int | None = None) -> list[str]:
+    """Apply what is missing (up to version `until`, if given); safe to call from many
+    replicas at once."""
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
@@ -38,7 +39,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
-            if version in done:
+            if version in done or (until is not None and version > until):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

@@ -1,5 +1,9 @@
 """Set-based timeout sweeps: expiry, escalation and reminders, one statement per batch.
 
+The batch size is written into the statement rather than passed as a parameter: a statement
+without parameters is planned once per connection and its plan reused, where a parameterised
+one was planned again for every batch.
+
 Each batch locks at most `limit` due tasks with SKIP LOCKED (so replicas and deciders never
 wait on each other), and in the same statement writes the audit rows, the new task state, the
 callbacks and one refresh item for the channels.
@@ -17,12 +21,15 @@ SweepCounts = dict[str, int]
 
 _EXPIRE = """
 WITH due AS (
-    SELECT id, tier, tier_count, timeout_policy, remind_before, remind_default
-    FROM tasks
-    WHERE status = 'pending' AND expires_at <= now() AND ($2::uuid IS NULL OR id = $2)
-    ORDER BY expires_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    -- The timer finds the task; the lock is the task's. A task decided or escalated since
+    -- this statement's snapshot is re-read under the lock and left out (no longer pending,
+    -- or no longer at the timer's tier).
+    SELECT t.id, t.tier, t.tier_count, t.timeout_policy, t.remind_before, t.remind_default
+    FROM task_timers c JOIN tasks t ON t.id = c.task_id AND t.tier = c.tier
+    WHERE c.expires_at <= now() AND t.status = 'pending' {only_task}
+    ORDER BY c.expires_at
+    LIMIT {limit}
+    FOR UPDATE OF t SKIP LOCKED
 ), plan AS (
     SELECT d.id, d.tier, d.remind_before, d.remind_default,
            CASE WHEN d.timeout_policy = 'escalate' AND d.tier + 1 < d.tier_count THEN 'escalate'
@@ -34,7 +41,7 @@ WITH due AS (
 ), audit AS (
     INSERT INTO decisions (task_id, tier, action, via)
     SELECT id, tier, action, 'timeout' FROM plan
-    RETURNING id, task_id, decided_at
+    RETURNING id, task_id
 ), moved AS (
     UPDATE tasks t SET
         status = CASE WHEN p.action = 'escalate' THEN 'pending' ELSE 'expired' END,
@@ -42,20 +49,26 @@ WITH due AS (
                                    ELSE 'deny' END,
         tier = CASE WHEN p.action = 'escalate' THEN t.tier + 1 ELSE t.tier END,
         expires_at = CASE WHEN p.action = 'escalate' THEN p.next_expires_at ELSE t.expires_at END,
-        remind_at = CASE WHEN p.action = 'escalate'
-                         THEN taskjuice_remind_at(now(), p.next_expires_at, p.remind_before,
-                                                  p.remind_default) END,
         final_decision_id = CASE WHEN p.action = 'escalate' THEN NULL ELSE a.id END,
         finished_at = CASE WHEN p.action = 'escalate' THEN NULL ELSE now() END,
+        version = t.version + 1,
         updated_at = now()
     FROM plan p JOIN audit a ON a.task_id = p.id
     WHERE t.id = p.id
-    RETURNING t.id, a.id AS decision_id, p.action
+    RETURNING t.id, t.tier, t.expires_at, a.id AS decision_id, p.action,
+              p.remind_before, p.remind_default
+), stopped AS (
+    DELETE FROM task_timers c USING moved m WHERE c.task_id = m.id AND m.action <> 'escalate'
+), rescheduled AS (
+    UPDATE task_timers c SET tier = m.tier, expires_at = m.expires_at,
+        remind_at = taskjuice_remind_at(now(), m.expires_at, m.remind_before, m.remind_default)
+    FROM moved m WHERE c.task_id = m.id AND m.action = 'escalate'
 ), callbacks AS (
-    -- The body is built from the audit row when it is sent (bot.callbacks.approval_event).
+    -- The body is built from the audit row when it is sent (bot.callbacks.approval_event);
+    -- the webhook-id is the audit row's, so it is fixed the moment the outcome is.
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
     SELECT 'callback', jsonb_build_object('decision_id', m.decision_id), m.id,
-           'callback:' || m.id, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+           'callback:' || m.id, 'msg_timeout_' || m.decision_id
     FROM moved m
 ), refresh AS (
     -- One item for the whole batch: the channels refresh every task in it.
@@ -73,20 +86,20 @@ SELECT action, count(*)::int AS n FROM moved GROUP BY action
 
 _REMIND = """
 WITH due AS (
-    SELECT id FROM tasks
-    WHERE status = 'pending' AND remind_at <= now()
+    SELECT task_id FROM task_timers
+    WHERE remind_at <= now()
     ORDER BY remind_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), reminded AS (
-    UPDATE tasks t SET remind_at = NULL, updated_at = now()
-    FROM due WHERE t.id = due.id
-    RETURNING t.id, t.tier
+    UPDATE task_timers c SET remind_at = NULL
+    FROM due WHERE c.task_id = due.task_id
+    RETURNING c.task_id, c.tier
 ), queued AS (
     INSERT INTO outbox (kind, payload, message_id)
     SELECT 'task.changed',
            jsonb_build_object('changes', jsonb_agg(jsonb_build_object(
-               'task_id', r.id::text, 'event', 'reminder', 'tier', r.tier))),
+               'task_id', r.task_id::text, 'event', 'reminder', 'tier', r.tier))),
            'msg_' || replace(gen_random_uuid()::text, '-', '')
     FROM reminded r
     HAVING count(*) > 0
@@ -104,7 +117,10 @@ async def expire_due(
     (`expire`, `proceed`, `escalate`).
     """
     await conn.execute("SET LOCAL enable_seqscan = off")
-    rows = await conn.fetch(_EXPIRE, limit, task_id)
+    if task_id is None:
+        rows = await conn.fetch(_EXPIRE.format(only_task="", limit=int(limit)))
+    else:
+        rows = await conn.fetch(_EXPIRE.format(only_task="AND c.task_id = $1", limit=1), task_id)
     return {r["action"]: r["n"] for r in rows}
 
 

@@ -103,13 +103,19 @@ async def insert(
     first = new.tiers[0]
     expires_at: datetime = await conn.fetchval(
         """
-        INSERT INTO tasks (id, workspace, run_id, workflow, step, summary, details, reversibility,
-            required_approvals, requested_by, allow_self_approval, timeout_policy, deliver, extra,
-            content_hash, tier_count, expires_at, remind_before, remind_default, remind_at)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            expiry, $19, $20, taskjuice_remind_at(now(), expiry, $19, $20)
-        FROM (SELECT COALESCE($17, now() + make_interval(secs => $18)) AS expiry) AS first_tier
-        RETURNING expires_at
+        WITH task AS (
+            INSERT INTO tasks (id, workspace, run_id, workflow, step, summary, details,
+                reversibility, required_approvals, requested_by, allow_self_approval,
+                timeout_policy, deliver, extra, content_hash, tier_count, expires_at,
+                remind_before, remind_default)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                COALESCE($17, now() + make_interval(secs => $18)), $19, $20)
+            RETURNING id, expires_at
+        ), timer AS (
+            INSERT INTO task_timers (task_id, tier, expires_at, remind_at)
+            SELECT id, 0, expires_at, taskjuice_remind_at(now(), expires_at, $19, $20) FROM task
+        )
+        SELECT expires_at FROM task
         """,
         task_id,
         new.workspace,
@@ -421,6 +427,11 @@ WITH next AS (
     FROM next
     WHERE t.id = $1 AND t.status = 'pending' AND t.tier = $2 AND t.version = $16
     RETURNING next.id
+), stopped AS (
+    -- An ended task's clock stops. Reading `task` makes this wait for the update above, so a
+    -- decision takes the task's row lock before its timer's (as the sweeper does).
+    DELETE FROM task_timers
+    WHERE task_id = $1 AND $11::text IS NOT NULL AND EXISTS (SELECT FROM task)
 ), d AS (
     INSERT INTO decisions (id, task_id, tier, approver_id, action, via, actor_email,
         actor_slack_user_id, actor_slack_team_id, reason, client)

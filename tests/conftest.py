@@ -80,12 +80,30 @@ async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]
         await admin.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}")
     finally:
         await admin.close()
-    yield with_database(server_url, name)
+    url = with_database(server_url, name)
+    yield url
+    await _check_clocks(url)
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+async def _check_clocks(url: str) -> None:
+    """After every test, whatever it did: each pending task has one clock, at its current
+    tier, and no ended task has one (the sweeper would scan it for ever)."""
+    conn = await asyncpg.connect(url)
+    try:
+        wrong = await conn.fetch(
+            "SELECT t.id, t.status, t.tier, c.tier AS clock_tier FROM tasks t"
+            " FULL JOIN task_timers c ON c.task_id = t.id"
+            " WHERE (t.status = 'pending') IS DISTINCT FROM (c.task_id IS NOT NULL)"
+            "    OR t.tier <> c.tier"
+        )
+    finally:
+        await conn.close()
+    assert not wrong, f"tasks whose clock is wrong: {[dict(r) for r in wrong]}"
 
 
 @pytest.fixture

@@ -43,6 +43,18 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def move_deadline(conn: Any, task_id: Any, seconds: float) -> None:
+    """Make a pending task's current tier end `seconds` from now (negative: already over),
+    on its clock and in what the API shows."""
+    await conn.execute(
+        "WITH clock AS (UPDATE task_timers SET expires_at = now() + make_interval(secs => $2)"
+        " WHERE task_id = $1::uuid RETURNING expires_at)"
+        " UPDATE tasks SET expires_at = clock.expires_at FROM clock WHERE id = $1::uuid",
+        task_id,
+        seconds,
+    )
+
+
 def with_database(url: str, name: str) -> str:
     """The same server URL, naming another database."""
     parts = urlsplit(url)

@@ -14,7 +14,7 @@ from bot.devkit.mail_catcher import CaughtMail, MailCatcher
 from bot.links import LinkSigner
 from bot.logs import quiet_libraries
 from tests.conftest import REPLY_DOMAIN, Service, approval_body
-from tests.support import eventually
+from tests.support import eventually, move_deadline
 
 
 async def request(service: Service, **changes: Any) -> dict[str, Any]:
@@ -242,7 +242,7 @@ async def test_expired_superseded_and_changed_links_explain_themselves(
     expired = await request(mail_service, run_id="r-expired")
     url = link_of(await mail_to(catcher, "dana@acme.test", 1))
     async with pool.acquire() as conn:
-        await conn.execute("UPDATE tasks SET expires_at = now() WHERE id = $1::uuid", expired["id"])
+        await move_deadline(conn, expired["id"], 0)
     status, page, _ = await fetch(url)
     assert status == 410 and "expire" in page
 

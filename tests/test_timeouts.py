@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,17 @@ from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.metrics import Metrics
 from bot.sweeper import Sweeper
 from bot.validation import parse_new_approval
+from store.migrate import apply_migrations
 from tests.conftest import Service, approval_body
-from tests.support import CallbackReceiver, ServiceProcess, eventually, free_port, service_env
+from tests.support import (
+    CallbackReceiver,
+    ServiceProcess,
+    eventually,
+    free_port,
+    move_deadline,
+    service_env,
+    with_database,
+)
 
 CFO = {"email": "cfo@acme.test"}
 CEO = {"email": "ceo@acme.test"}
@@ -148,9 +158,7 @@ async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
 
 async def make_overdue(pool: asyncpg.Pool, task_id: UUID) -> None:
     async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE tasks SET expires_at = now() - interval '1 ms' WHERE id = $1", task_id
-        )
+        await move_deadline(conn, task_id, -0.001)
 
 
 async def test_a_click_after_the_deadline_meets_the_expired_task(pool: asyncpg.Pool) -> None:
@@ -174,11 +182,7 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) 
     for round_ in range(40):
         task_id = await new_task(pool)
         async with pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE tasks SET expires_at = now() + make_interval(secs => $2) WHERE id = $1",
-                task_id,
-                (round_ % 8) / 1000,
-            )
+            await move_deadline(conn, task_id, (round_ % 8) / 1000)
 
         async def sweep_until_ended(task_id: UUID = task_id) -> None:
             async def ended() -> bool:
@@ -303,7 +307,8 @@ async def test_reminders_are_sent_once_before_expiry(pool: asyncpg.Pool) -> None
     await sweeper.sweep_once()
     assert len(await reminders()) == 1
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT remind_at FROM tasks WHERE id = $1", silent) is None
+        remind_at = "SELECT remind_at FROM task_timers WHERE task_id = $1"
+        assert await conn.fetchval(remind_at, silent) is None
 
 
 async def test_default_reminder_time(pool: asyncpg.Pool) -> None:
@@ -335,7 +340,7 @@ async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) 
     await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT tier, remind_at, expires_at FROM tasks WHERE id = $1", task_id
+            "SELECT tier, remind_at, expires_at FROM task_timers WHERE task_id = $1", task_id
         )
     assert row["tier"] == 1 and row["remind_at"] is None  # remind_before: null means none
     task_id = await new_task(
@@ -345,7 +350,7 @@ async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) 
     await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT tier, remind_at, expires_at FROM tasks WHERE id = $1", task_id
+            "SELECT tier, remind_at, expires_at FROM task_timers WHERE task_id = $1", task_id
         )
     assert row["tier"] == 1
     assert row["expires_at"] - row["remind_at"] == timedelta(seconds=720)
@@ -381,3 +386,42 @@ async def test_sent_outbox_items_are_forgotten_after_a_week_and_dead_letters_kep
     async with pool.acquire() as conn:
         left = {r["message_id"] for r in await conn.fetch("SELECT message_id FROM outbox")}
     assert left == {"new-done", "old-dead", "waiting"}
+
+
+async def test_upgrading_gives_every_pending_task_its_clock(server_url: str) -> None:
+    name = f"taskjuice_upgrade_{os.getpid()}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
+    conn = await asyncpg.connect(with_database(server_url, name))
+    try:
+        await apply_migrations(conn, until=7)  # the clock still in `tasks`
+        rows = await conn.fetch(
+            """
+            INSERT INTO tasks (id, workspace, run_id, workflow, summary, reversibility,
+                required_approvals, timeout_policy, deliver, content_hash, tier_count, tier,
+                status, resolution, expires_at, remind_at)
+            SELECT gen_random_uuid(), 'acme', 'run_' || n, '{}', 'Refund', 'safe', 1,
+                   'escalate', '{}', 'hash', 2, n % 2,
+                   CASE WHEN n = 3 THEN 'approved' ELSE 'pending' END,
+                   CASE WHEN n = 3 THEN 'proceed' END,
+                   now() + make_interval(mins => n), now() + make_interval(secs => n)
+            FROM generate_series(1, 3) AS n
+            RETURNING id, tier, status, expires_at, remind_at
+            """
+        )
+        assert await apply_migrations(conn) == ["0008_task_timers.sql"]
+        clocks = {r["task_id"]: r for r in await conn.fetch("SELECT * FROM task_timers")}
+        pending = [r for r in rows if r["status"] == "pending"]
+        assert set(clocks) == {r["id"] for r in pending}
+        for task in pending:
+            clock = clocks[task["id"]]
+            assert (clock["tier"], clock["expires_at"], clock["remind_at"]) == (
+                task["tier"],
+                task["expires_at"],
+                task["remind_at"],
+            )
+    finally:
+        await conn.close()
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
