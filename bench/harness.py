@@ -28,6 +28,7 @@ __all__ = [
     "SIGNING_SECRET",
     "BotProcess",
     "click_body",
+    "cpu_seconds",
     "free_port",
     "pending_tasks",
     "percentile",
@@ -99,11 +100,13 @@ async def pending_tasks(
         WITH made AS (
             INSERT INTO tasks (id, workspace, run_id, workflow, summary, reversibility,
                 required_approvals, timeout_policy, deliver, content_hash, tier_count,
-                expires_at, remind_at)
+                expires_at)
             SELECT gen_random_uuid(), 'bench', 'run_' || n, '{"id": "wf", "name": "Load"}',
                    'Load ' || n, 'recoverable', 1, 'deny', '{"slack": false, "email": false}',
-                   'hash', 1, now() + interval '1 day', NULL
-            FROM generate_series(1, $1) AS n RETURNING id
+                   'hash', 1, now() + interval '1 day'
+            FROM generate_series(1, $1) AS n RETURNING id, expires_at
+        ), timers AS (
+            INSERT INTO task_timers (task_id, tier, expires_at) SELECT id, 0, expires_at FROM made
         ), tiers AS (INSERT INTO approver_tiers (task_id, tier) SELECT id, 0 FROM made)
         INSERT INTO approvers (task_id, tier, slack_user_id) SELECT id, 0, $2 FROM made
         RETURNING task_id
@@ -148,7 +151,7 @@ class BotProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the process has used so far; 0 where /proc is missing."""
-        return _cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -159,7 +162,8 @@ class BotProcess:
                 self.proc.kill()
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far; 0 where /proc is missing."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -174,7 +178,7 @@ def postgres_cpu_seconds() -> float:
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                total += _cpu_seconds(int(entry.name))
+                total += cpu_seconds(int(entry.name))
         except (OSError, ValueError):
             continue
     return total

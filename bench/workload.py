@@ -32,7 +32,9 @@ async def insert_overdue_tasks(
                         THEN 2 ELSE 1 END,
                    now() - interval '1 minute', now() - interval '2 minutes'
             FROM generate_series(1, $1) AS n
-            RETURNING id, tier_count
+            RETURNING id, tier_count, expires_at
+        ), timers AS (
+            INSERT INTO task_timers (task_id, tier, expires_at) SELECT id, 0, expires_at FROM made
         ), tiers AS (
             INSERT INTO approver_tiers (task_id, tier, expires_in)
             SELECT id, t, CASE WHEN t = 0 THEN 60 ELSE $4 END
