@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import effects
-from bot.app_keys import METRICS, POOL, SETTINGS
+from bot.app_keys import METRICS, POOL, SETTINGS, WORK_POOL
 from bot.callbacks import CallbackSender, callback_body
 from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
@@ -33,6 +33,11 @@ from store.outbox import OutboxItem
 __all__ = ["BOLT", "DISPATCHER", "build_app", "prepare_database"]
 
 log = logging.getLogger("taskjuice.app")
+
+# PostgreSQL connections per process: for requests (Slack, API, links, inbound mail), and for
+# background work (the outbox dispatcher and the sweeper).
+REQUEST_CONNECTIONS = 10
+WORK_CONNECTIONS = 4
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 BOLT = web.AppKey("bolt", AsyncApp)
@@ -121,23 +126,27 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         await prepare_database(database_url)
-        pool = await create_pool(database_url)
+        pool = await create_pool(database_url, max_size=REQUEST_CONNECTIONS)
         app[POOL] = pool
+        # Background work (outbox, sweeps) has connections of its own: however much of it is
+        # in flight, a click or an API call never waits behind it for a connection.
+        work_pool = await create_pool(database_url, min_size=1, max_size=WORK_CONNECTIONS)
+        app[WORK_POOL] = work_pool
         session = aiohttp.ClientSession()
-        slack = _slack(app, pool) if settings.slack_enabled else None
+        slack = _slack(app, pool, work_pool) if settings.slack_enabled else None
         if slack is None:
             log.info(
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
                 extra={"event": "slack.disabled"},
             )
-        mailer = MailSender(pool=pool, settings=settings) if settings.email_enabled else None
+        mailer = MailSender(pool=work_pool, settings=settings) if settings.email_enabled else None
         if mailer is None:
             log.info(
                 "Email delivery is off: SMTP_HOST is not set", extra={"event": "mail.disabled"}
             )
-        dispatcher = _dispatcher(app, pool, database_url, session, slack, mailer)
+        dispatcher = _dispatcher(app, work_pool, database_url, session, slack, mailer)
         app[DISPATCHER] = dispatcher
-        sweeper = Sweeper(pool=pool, metrics=app[METRICS], interval=settings.sweep_interval)
+        sweeper = Sweeper(pool=work_pool, metrics=app[METRICS], interval=settings.sweep_interval)
         running = (
             [
                 asyncio.create_task(keep_running("outbox", dispatcher.run, app[METRICS])),
@@ -177,13 +186,14 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             dispatcher.stop()
             await asyncio.gather(*running, return_exceptions=True)
             await session.close()
+            await work_pool.close()
             await pool.close()
             log.info("taskjuice-bot stopped", extra={"event": "service.stopped"})
 
     return lifecycle
 
 
-def _slack(app: web.Application, pool: asyncpg.Pool) -> SlackSender:
+def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: asyncpg.Pool) -> SlackSender:
     """The one Web API client, the Bolt app and the sender that share it."""
     settings = app[SETTINGS]
     client = AsyncWebClient(
@@ -194,7 +204,7 @@ def _slack(app: web.Application, pool: asyncpg.Pool) -> SlackSender:
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
     return SlackSender(
-        pool=pool,
+        pool=work_pool,
         client=client,
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,
@@ -224,7 +234,7 @@ def _dispatcher(
     fanout = Fanout(pool, channels=channels)
 
     async def send_callback(item: OutboxItem) -> None:
-        await callbacks.send(item.message_id, await callback_body(app[POOL], item.payload))
+        await callbacks.send(item.message_id, await callback_body(pool, item.payload))
 
     handlers: dict[str, Handler] = {
         effects.CALLBACK: send_callback,
@@ -236,7 +246,7 @@ def _dispatcher(
     if mailer is not None:
         handlers |= mailer.handlers()
     return Dispatcher(
-        pool=app[POOL],
+        pool=pool,
         database_url=database_url,
         handlers=handlers,
         metrics=app[METRICS],

@@ -8,8 +8,10 @@ from aiohttp import web
 from bot.config import Settings
 from bot.metrics import Metrics
 
-__all__ = ["METRICS", "POOL", "SETTINGS"]
+__all__ = ["METRICS", "POOL", "SETTINGS", "WORK_POOL"]
 
 SETTINGS = web.AppKey("settings", Settings)
+# Connections for requests, and for background work (outbox dispatcher, sweeper).
 POOL = web.AppKey("pool", asyncpg.Pool)
+WORK_POOL = web.AppKey("work_pool", asyncpg.Pool)
 METRICS = web.AppKey("metrics", Metrics)

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
+from bot.app_keys import WORK_POOL
 from bot.devkit.slack_api import Fault, SlackApiDouble
 from tests.conftest import Service, approval_body
 from tests.slack_support import (
@@ -179,6 +180,31 @@ async def test_a_late_denial_in_the_modal_is_explained_there(
     answer = json.loads(body)
     assert status == 200 and answer["response_action"] == "update"
     assert "Already approved by" in json.dumps(answer["view"])
+
+
+async def test_clicks_are_answered_while_background_work_holds_all_its_connections(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+) -> None:
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    work_pool = slack_service.app[WORK_POOL]
+    held = [await work_pool.acquire() for _ in range(work_pool.get_max_size())]
+    try:
+        status, _ = await asyncio.wait_for(
+            slack_user.click(message, "taskjuice_approve", DANA), timeout=3
+        )
+        assert status == 200
+        _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+        assert view["status"] == "approved"
+    finally:
+        for conn in held:
+            await work_pool.release(conn)
+    # The outbox gets its connections back and sends what the click queued.
+    [callback] = await eventually(lambda: receiver.delivered, what="callback")
+    assert callback.json["type"] == "approval.approved"
 
 
 async def test_a_quorum_step_updates_the_messages(
