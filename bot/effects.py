@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from store import outbox
+from store import outbox, sweep
 from store.outbox import OutboxItem
 
 __all__ = [
@@ -92,13 +92,18 @@ class Fanout:
     channels: Sequence[ChannelPlugin]
 
     async def task(self, item: OutboxItem) -> None:
-        """`payload.changes`: one change, or a whole sweep batch of them."""
+        """`payload.changes`: one change or a batch of reminders; `payload.timeouts`: the audit
+        rows of a sweep batch."""
         if not self.channels:
             return
         async with self.pool.acquire() as conn, conn.transaction():
-            for change in item.payload["changes"]:
+            if "timeouts" in item.payload:
+                changes = await sweep.timeout_changes(conn, item.payload["timeouts"])
+            else:
+                changes = [(UUID(c["task_id"]), c["event"]) for c in item.payload["changes"]]
+            for task_id, event in changes:
                 for channel in self.channels:
-                    await channel.task_changed(conn, item, UUID(change["task_id"]), change["event"])
+                    await channel.task_changed(conn, item, task_id, event)
 
     async def alert(self, item: OutboxItem) -> None:
         if not self.channels:

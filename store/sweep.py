@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-__all__ = ["SweepCounts", "expire_due", "remind_due"]
+__all__ = ["SweepCounts", "expire_due", "remind_due", "timeout_changes"]
 
 SweepCounts = dict[str, int]
 
@@ -71,12 +71,11 @@ WITH due AS (
            'callback:' || m.id, 'msg_timeout_' || m.decision_id
     FROM moved m
 ), refresh AS (
-    -- One item for the whole batch: the channels refresh every task in it.
+    -- One item for the whole batch: the channels refresh every task in it. It names the
+    -- batch's audit rows (see `timeout_changes`): a few bytes each, where the tasks and their
+    -- events spelled out made a payload large enough to be compressed on every batch.
     INSERT INTO outbox (kind, payload, message_id)
-    SELECT 'task.changed',
-           jsonb_build_object('changes', jsonb_agg(jsonb_build_object(
-               'task_id', m.id::text,
-               'event', CASE WHEN m.action = 'escalate' THEN 'escalated' ELSE 'expired' END))),
+    SELECT 'task.changed', jsonb_build_object('timeouts', jsonb_agg(m.decision_id)),
            'msg_' || replace(gen_random_uuid()::text, '-', '')
     FROM moved m
     HAVING count(*) > 0
@@ -128,3 +127,14 @@ async def remind_due(conn: asyncpg.Connection, *, limit: int) -> int:
     """Queue one reminder for up to `limit` tasks whose reminder time has come."""
     count: int = await conn.fetchval(_REMIND, limit)
     return count
+
+
+async def timeout_changes(
+    conn: asyncpg.Connection, decision_ids: list[int]
+) -> list[tuple[UUID, str]]:
+    """What a sweep batch did, from its audit rows: (task, `escalated` or `expired`)."""
+    rows = await conn.fetch(
+        "SELECT task_id, action FROM decisions WHERE id = ANY($1::bigint[]) ORDER BY id",
+        decision_ids,
+    )
+    return [(r["task_id"], "escalated" if r["action"] == "escalate" else "expired") for r in rows]

@@ -300,7 +300,8 @@ async def test_reminders_are_sent_once_before_expiry(pool: asyncpg.Pool) -> None
         await sweeper.sweep_once()
         async with pool.acquire() as conn:
             items = await conn.fetch("SELECT payload FROM outbox WHERE kind = 'task.changed'")
-        return [c for item in items for c in item["payload"]["changes"] if c["event"] == "reminder"]
+        changes = [c for item in items for c in item["payload"].get("changes", [])]
+        return [c for c in changes if c["event"] == "reminder"]
 
     [change] = await eventually(reminders, timeout=5, what="a reminder")
     assert change["task_id"] == str(reminded) and change["tier"] == 0
