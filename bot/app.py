@@ -26,7 +26,14 @@ from handlers import health, links, mail
 from handlers.api import api_app
 from handlers.slack import build_bolt, slack_route
 from handlers.smtp import start_listener
-from store.database import UNAVAILABLE, connect, create_pool, wait_for_database
+from store.database import (
+    UNAVAILABLE,
+    Connections,
+    PoolShare,
+    connect,
+    create_pool,
+    wait_for_database,
+)
 from store.migrate import apply_migrations
 from store.outbox import OutboxItem
 
@@ -34,10 +41,11 @@ __all__ = ["BOLT", "DISPATCHER", "build_app", "prepare_database"]
 
 log = logging.getLogger("taskjuice.app")
 
-# PostgreSQL connections per process: for requests (Slack, API, links, inbound mail), and for
-# background work (the outbox dispatcher and the sweeper).
+# The pool's connections: background work (the outbox dispatcher and the sweeper) holds at
+# most BACKGROUND_CONNECTIONS of them at a time, so the rest always serve requests (Slack, the
+# API, links, inbound mail).
 REQUEST_CONNECTIONS = 10
-WORK_CONNECTIONS = 4
+BACKGROUND_CONNECTIONS = 4
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 BOLT = web.AppKey("bolt", AsyncApp)
@@ -126,11 +134,11 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         await prepare_database(database_url)
-        pool = await create_pool(database_url, max_size=REQUEST_CONNECTIONS)
+        pool = await create_pool(
+            database_url, max_size=REQUEST_CONNECTIONS + BACKGROUND_CONNECTIONS
+        )
         app[POOL] = pool
-        # Background work (outbox, sweeps) has connections of its own: however much of it is
-        # in flight, a click or an API call never waits behind it for a connection.
-        work_pool = await create_pool(database_url, min_size=1, max_size=WORK_CONNECTIONS)
+        work_pool = PoolShare(pool, BACKGROUND_CONNECTIONS)
         app[WORK_POOL] = work_pool
         session = aiohttp.ClientSession()
         slack = _slack(app, pool, work_pool) if settings.slack_enabled else None
@@ -186,14 +194,13 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             dispatcher.stop()
             await asyncio.gather(*running, return_exceptions=True)
             await session.close()
-            await work_pool.close()
             await pool.close()
             log.info("taskjuice-bot stopped", extra={"event": "service.stopped"})
 
     return lifecycle
 
 
-def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: asyncpg.Pool) -> SlackSender:
+def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: Connections) -> SlackSender:
     """The one Web API client, the Bolt app and the sender that share it."""
     settings = app[SETTINGS]
     client = AsyncWebClient(
@@ -213,7 +220,7 @@ def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: asyncpg.Pool) ->
 
 def _dispatcher(
     app: web.Application,
-    pool: asyncpg.Pool,
+    pool: Connections,
     database_url: str,
     session: aiohttp.ClientSession,
     slack: SlackSender | None,

@@ -7,11 +7,12 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.metrics import Metrics
+from store.database import PoolShare
 
 __all__ = ["METRICS", "POOL", "SETTINGS", "WORK_POOL"]
 
 SETTINGS = web.AppKey("settings", Settings)
-# Connections for requests, and for background work (outbox dispatcher, sweeper).
+# The process's one pool, and the share of it that background work draws from.
 POOL = web.AppKey("pool", asyncpg.Pool)
-WORK_POOL = web.AppKey("work_pool", asyncpg.Pool)
+WORK_POOL = web.AppKey("work_pool", PoolShare)
 METRICS = web.AppKey("metrics", Metrics)

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from bot.domain import ApprovalTask, Decision
 from bot.outbox import GiveUp, RetryLater
 from store import tasks
+from store.database import Connections
 
 __all__ = ["CallbackSender", "approval_event", "callback_body", "sign"]
 
@@ -62,7 +62,7 @@ def approval_event(
     return {"type": f"approval.{event}", "timestamp": _iso(decision.decided_at), "data": data}
 
 
-async def callback_body(pool: asyncpg.Pool, payload: dict[str, Any]) -> dict[str, Any]:
+async def callback_body(pool: Connections, payload: dict[str, Any]) -> dict[str, Any]:
     """The body an outbox callback item stands for: a task event by its audit row, or a
     ready body (events that are not about a task)."""
     if "decision_id" not in payload:

@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from store import deliveries, outbox
+from store.database import Connections
 from store.outbox import OutboxItem
 
 __all__ = ["NEW_MESSAGE", "give_up", "queue"]
@@ -15,7 +16,7 @@ __all__ = ["NEW_MESSAGE", "give_up", "queue"]
 log = logging.getLogger("taskjuice.deliveries")
 
 
-async def give_up(pool: asyncpg.Pool, delivery_id: int, error: str, *, channel: str) -> None:
+async def give_up(pool: Connections, delivery_id: int, error: str, *, channel: str) -> None:
     """Mark a delivery failed (the task view shows why) and log it as one event."""
     async with pool.acquire() as conn:
         await deliveries.mark_failed(conn, delivery_id, error)

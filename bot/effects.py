@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from store import outbox, sweep
+from store.database import Connections
 from store.outbox import OutboxItem
 
 __all__ = [
@@ -88,7 +89,7 @@ class Fanout:
     twice (after a crash) queues nothing twice.
     """
 
-    pool: asyncpg.Pool
+    pool: Connections
     channels: Sequence[ChannelPlugin]
 
     async def task(self, item: OutboxItem) -> None:

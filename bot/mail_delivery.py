@@ -25,6 +25,7 @@ from bot.outbox import GiveUp, RetryLater
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import mail as store
+from store.database import Connections
 from store.outbox import OutboxItem
 
 __all__ = ["MAIL_KINDS", "EmailChannel", "MailSender", "queue_answer"]
@@ -76,7 +77,7 @@ async def queue_answer(conn: asyncpg.Connection, key: str, answer: dict[str, Any
 class MailSender:
     """Sends mail outbox items over SMTP."""
 
-    def __init__(self, *, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, *, pool: Connections, settings: Settings) -> None:
         assert settings.mail_from is not None
         self.pool = pool
         self.settings = settings

@@ -17,7 +17,7 @@ import asyncpg
 from bot.errors import BotError
 from bot.metrics import Metrics
 from store import outbox as queries
-from store.database import DATABASE_ERRORS, connect
+from store.database import DATABASE_ERRORS, Connections, connect
 from store.outbox import NOTIFY_CHANNEL, OutboxItem
 
 __all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "backoff"]
@@ -52,7 +52,7 @@ def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
 class Dispatcher:
     """Sends outbox items in this process; any number of replicas may run one each."""
 
-    pool: asyncpg.Pool
+    pool: Connections
     database_url: str
     handlers: dict[str, Handler]
     metrics: Metrics

@@ -27,6 +27,7 @@ from bot.slack_home import home_view, pending_approvals
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import slack as store
+from store.database import Connections
 from store.deliveries import Delivery
 from store.outbox import OutboxItem
 
@@ -87,7 +88,7 @@ async def queue_home(conn: asyncpg.Connection, user: str) -> None:
 class SlackChannel:
     """Turns task and alert changes into Slack outbox items (the channel plugin)."""
 
-    pool: asyncpg.Pool
+    pool: Connections
 
     async def task_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
@@ -132,7 +133,7 @@ class SlackChannel:
 class SlackSender:
     """Sends Slack outbox items with the one Web API client of the process."""
 
-    pool: asyncpg.Pool
+    pool: Connections
     client: AsyncWebClient
     app_url: str
     post_interval: float = 1.0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from bot.slack_blocks import approval_message, cut
 from store import slack as slack_store
 from store import tasks
+from store.database import Connections
 
 __all__ = ["HELP_TEXT", "approvals_blocks", "home_view", "pending_approvals"]
 
@@ -24,7 +23,7 @@ HELP_TEXT = (
 
 
 async def pending_approvals(
-    pool: asyncpg.Pool, team_id: str, user_id: str
+    pool: Connections, team_id: str, user_id: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The person's pending requests (by Slack user, or by their cached email) with the
     content hash each message's buttons carry."""

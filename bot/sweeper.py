@@ -9,11 +9,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import asyncpg
-
 from bot.metrics import Metrics
 from store import idempotency, outbox, sweep
-from store.database import DATABASE_ERRORS
+from store.database import DATABASE_ERRORS, Connections
 
 __all__ = ["BATCH", "Sweeper"]
 
@@ -28,7 +26,7 @@ log = logging.getLogger("taskjuice.sweeper")
 class Sweeper:
     """Sweeps due tasks in bounded batches, each in its own short transaction."""
 
-    pool: asyncpg.Pool
+    pool: Connections
     metrics: Metrics
     interval: float = 1.0
     batch: int = BATCH

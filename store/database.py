@@ -6,14 +6,18 @@ import asyncio
 import json
 import logging
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 __all__ = [
     "DATABASE_ERRORS",
     "UNAVAILABLE",
+    "Connections",
+    "PoolShare",
     "connect",
     "create_pool",
     "embedded_database_url",
@@ -96,6 +100,31 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
         connection_class=_PooledConnection,
     )
     return pool
+
+
+class Connections(Protocol):
+    """Where connections come from: the process's pool, or a share of it."""
+
+    def acquire(self) -> AbstractAsyncContextManager[asyncpg.Connection]: ...
+
+
+class PoolShare:
+    """At most `limit` of the pool's connections at a time, for one kind of work.
+
+    Background work (the outbox dispatcher, the sweeper) runs through a share, so however much
+    of it is in flight, the rest of the pool stays free for requests: a Slack click never
+    waits behind it for a connection.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, limit: int) -> None:
+        self.limit = limit
+        self._pool = pool
+        self._slots = asyncio.Semaphore(limit)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._slots, self._pool.acquire() as conn:
+            yield conn
 
 
 async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -190,18 +191,16 @@ async def test_clicks_are_answered_while_background_work_holds_all_its_connectio
 ) -> None:
     task = await request(slack_service)
     message = await first_dm(slack, DANA)
-    work_pool = slack_service.app[WORK_POOL]
-    held = [await work_pool.acquire() for _ in range(work_pool.get_max_size())]
-    try:
+    background = slack_service.app[WORK_POOL]
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(background.limit):
+            await held.enter_async_context(background.acquire())
         status, _ = await asyncio.wait_for(
             slack_user.click(message, "taskjuice_approve", DANA), timeout=3
         )
         assert status == 200
         _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
         assert view["status"] == "approved"
-    finally:
-        for conn in held:
-            await work_pool.release(conn)
     # The outbox gets its connections back and sends what the click queued.
     [callback] = await eventually(lambda: receiver.delivered, what="callback")
     assert callback.json["type"] == "approval.approved"
