@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
 from bot.mail_delivery import EmailChannel, MailSender
 from bot.metrics import Metrics
-from bot.outbox import Dispatcher, Handler
+from bot.outbox import Dispatcher, Handler, UnattendedWatch
 from bot.slack_delivery import SlackChannel, SlackSender
 from bot.sweeper import Sweeper
 from handlers import health, links, mail
@@ -155,13 +155,15 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
         dispatcher = _dispatcher(app, work_pool, database_url, session, slack, mailer)
         app[DISPATCHER] = dispatcher
         sweeper = Sweeper(pool=work_pool, metrics=app[METRICS], interval=settings.sweep_interval)
+        # A web-only process sends nothing; it warns when nobody else does either.
+        watch = UnattendedWatch(pool=work_pool)
         running = (
             [
                 asyncio.create_task(keep_running("outbox", dispatcher.run, app[METRICS])),
                 asyncio.create_task(keep_running("sweeper", sweeper.run, app[METRICS])),
             ]
             if workers
-            else []
+            else [asyncio.create_task(keep_running("outbox-watch", watch.run, app[METRICS]))]
         )
         socket_mode = None
         if edges and slack is not None and settings.slack_app_token:
@@ -192,6 +194,7 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
                 await listener.wait_closed()
             sweeper.stop()
             dispatcher.stop()
+            watch.stop()
             await asyncio.gather(*running, return_exceptions=True)
             await session.close()
             await pool.close()

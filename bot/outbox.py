@@ -20,7 +20,7 @@ from store import outbox as queries
 from store.database import DATABASE_ERRORS, Connections, connect
 from store.outbox import NOTIFY_CHANNEL, OutboxItem
 
-__all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "backoff"]
+__all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "UnattendedWatch", "backoff"]
 
 log = logging.getLogger("taskjuice.outbox")
 
@@ -225,3 +225,39 @@ class Dispatcher:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=1)
+
+
+@dataclass(slots=True, kw_only=True)
+class UnattendedWatch:
+    """For a process that sends nothing itself (`serve --no-workers`): warns when outbox work
+    has been due for a while and nobody has tried it, which means no worker is running."""
+
+    pool: Connections
+    every: float = 60.0
+    after: float = 120.0
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.every)
+            if not self._stopping.is_set():
+                await self.check()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def check(self) -> int:
+        """Log a warning if work is waiting untried; returns how many items are."""
+        try:
+            async with self.pool.acquire() as conn:
+                waiting, oldest = await queries.untried(conn, self.after)
+        except DATABASE_ERRORS:
+            return 0  # the database being away is reported where it matters (/readyz, 503s)
+        if waiting:
+            log.warning(
+                "outbox work is waiting and no worker has tried it:"
+                " is a `taskjuice-bot worker` running?",
+                extra={"event": "outbox.unattended", "waiting": waiting, "oldest": round(oldest)},
+            )
+        return waiting

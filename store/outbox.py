@@ -24,6 +24,7 @@ __all__ = [
     "release",
     "retry",
     "stats",
+    "untried",
 ]
 
 NOTIFY_CHANNEL = "taskjuice_outbox"
@@ -227,3 +228,16 @@ async def forget_sent(conn: asyncpg.Connection, older_than: float, *, limit: int
         limit,
     )
     return int(result.split()[-1])
+
+
+async def untried(conn: asyncpg.Connection, older_than: float) -> tuple[int, float]:
+    """Items due for more than `older_than` seconds that no dispatcher has tried yet: how
+    many, and how long the oldest has been due (seconds)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS waiting,"
+        " coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) AS oldest"
+        " FROM outbox WHERE status = 'pending' AND attempts = 0"
+        " AND next_attempt_at < now() - make_interval(secs => $1)",
+        older_than,
+    )
+    return int(row["waiting"]), float(row["oldest"])

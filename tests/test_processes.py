@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from bot.outbox import UnattendedWatch
+from store import outbox
 from tests.conftest import approval_body
 from tests.support import (
     API_TOKEN,
@@ -213,3 +216,25 @@ async def test_web_processes_leave_the_outbox_to_worker_processes(
         async with session.get(worker.base_url + "/metrics") as response:
             assert response.status == 200
     assert await web.terminate() == 0 and await worker.terminate() == 0
+
+
+async def test_without_a_worker_a_web_process_warns_that_work_waits_untried(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with pool.acquire() as conn:
+        await outbox.enqueue(conn, "callback", {"body": {"n": 1}}, message_id="msg_untried")
+        await outbox.enqueue(conn, "callback", {"body": {"n": 2}}, message_id="msg_retrying")
+        await conn.execute("UPDATE outbox SET next_attempt_at = now() - interval '10 minutes'")
+        await conn.execute("UPDATE outbox SET attempts = 1 WHERE message_id = 'msg_retrying'")
+        await outbox.enqueue(conn, "callback", {"body": {"n": 3}}, message_id="msg_just_queued")
+    watch = UnattendedWatch(pool=pool, after=120)
+    with caplog.at_level(logging.WARNING, logger="taskjuice.outbox"):
+        # Only the item due for ten minutes that nobody tried: one being retried has a worker,
+        # one just queued may simply not have been claimed yet.
+        assert await watch.check() == 1
+    [warning] = [r for r in caplog.records if getattr(r, "event", None) == "outbox.unattended"]
+    assert warning.waiting == 1 and warning.oldest >= 600
+    assert "taskjuice-bot worker" in warning.getMessage()
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE outbox SET attempts = 1")
+    assert await watch.check() == 0
