@@ -60,6 +60,12 @@ def add_routes(app: web.Application, world: DevWorld) -> None:
     app.router.add_post("/dev/platform/event", platform_event)
 
 
+def _opened_for(view: dict[str, Any]) -> str:
+    """Whose screen a modal is on: the console's trigger ids are "<user>.<n>". (The bot opens
+    the modal after it has answered the click, so the click cannot note it on the view.)"""
+    return str(view.get("trigger_id", "")).rsplit(".", 1)[0]
+
+
 def _user_name(world: DevWorld) -> Any:
     def name(user_id: str) -> str:
         user = world.slack.users.get(user_id)
@@ -90,7 +96,7 @@ def _state(request: web.Request) -> dict[str, Any]:
         "conversation": conversation,
         "messages": world.slack.messages.get(conversation, []),
         "ephemeral": [e for e in world.slack.ephemeral if e["user"] == user][-5:],
-        "modals": [v for v in world.slack.views if v.get("_user") == user and not v.get("_closed")],
+        "modals": [v for v in world.slack.views if _opened_for(v) == user and not v.get("_closed")],
         "home": world.slack.home.get(user),
         "mails": list(enumerate(mails)),
         "mail": mail,
@@ -217,10 +223,7 @@ async def slack_click(request: web.Request) -> web.StreamResponse:
             "text": message["text"],
             "blocks": message["blocks"],
         }
-    views_before = len(world.slack.views)
     await _interact(request, payload)
-    for view in world.slack.views[views_before:]:
-        view["_user"] = user  # the modal opened for whoever clicked
     return _back(request)
 
 

@@ -117,3 +117,30 @@ async def test_the_whole_loop_in_the_dev_console(dev: str) -> None:
         await updated.filter(has_text="via email link").wait_for()
         text = await updated.inner_text()
         assert re.search(r"Approved\s+by @dana via email link", text), text
+
+
+async def test_deny_with_a_reason_and_the_app_home_in_the_dev_console(dev: str) -> None:
+    async with browser_page() as page:
+        await page.set_viewport_size({"width": 1400, "height": 1600})
+        await page.goto(dev + "/dev?user=U0DANA001&c=D0DANA001")
+        await page.fill("input[name=summary]", "Refund $12 to customer #9 (denied)")
+        await page.click("text=Create request")
+        message = page.locator(".message", has_text="Refund $12 to customer #9 (denied)")
+        await message.wait_for()
+        await message.get_by_role("button", name="Deny").click()
+
+        # Deny asks for a reason in a modal first
+        modal = page.locator("form.modal", has_text="Deny request")
+        await modal.wait_for()
+        await modal.locator("textarea[name=reason]").fill("Duplicate of #881")
+        await modal.get_by_role("button", name="Deny").click()
+        denied = page.locator(".message", has_text="Refund $12 to customer #9 (denied)")
+        await denied.filter(has_text="Duplicate of #881").wait_for()
+        assert re.search(r"Denied\s*\*?\s*by @dana", await denied.inner_text())
+        await page.locator(".callbacks tr", has_text="approval.denied").wait_for()
+
+        # the App Home lists what still waits for Dana, and not the request she denied
+        await page.get_by_role("button", name="Open App Home").click()
+        home = page.locator(".home")
+        await home.get_by_text("Refund $4,000 to customer #881").wait_for()
+        assert "customer #9" not in await home.inner_text()

@@ -308,7 +308,11 @@ class SlackApiDouble:
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):
             return {"ok": False, "error": "invalid_trigger_id"}
-        view = dict(args.get("view") or {}) | {"id": f"V{next(self._clock):08d}"}
+        # The trigger is kept so a console can tell whose screen the modal opened on.
+        view = dict(args.get("view") or {}) | {
+            "id": f"V{next(self._clock):08d}",
+            "trigger_id": str(args["trigger_id"]),
+        }
         self.views.append(view)
         return {"view": view}
 
