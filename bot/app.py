@@ -45,7 +45,7 @@ log = logging.getLogger("taskjuice.app")
 # most BACKGROUND_CONNECTIONS of them at a time, so the rest always serve requests (Slack, the
 # API, links, inbound mail).
 REQUEST_CONNECTIONS = 10
-BACKGROUND_CONNECTIONS = 4
+BACKGROUND_CONNECTIONS = 6
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 BOLT = web.AppKey("bolt", AsyncApp)
