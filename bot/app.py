@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import effects
-from bot.app_keys import METRICS, POOL, SETTINGS, WORK_POOL
+from bot.app_keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
 from bot.callbacks import CallbackSender, callback_body
 from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
@@ -138,25 +138,25 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             database_url, max_size=REQUEST_CONNECTIONS + BACKGROUND_CONNECTIONS
         )
         app[POOL] = pool
-        work_pool = PoolShare(pool, BACKGROUND_CONNECTIONS)
-        app[WORK_POOL] = work_pool
+        background = PoolShare(pool, BACKGROUND_CONNECTIONS)
+        app[BACKGROUND_POOL] = background
         session = aiohttp.ClientSession()
-        slack = _slack(app, pool, work_pool) if settings.slack_enabled else None
+        slack = _slack(app, pool, background) if settings.slack_enabled else None
         if slack is None:
             log.info(
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
                 extra={"event": "slack.disabled"},
             )
-        mailer = MailSender(pool=work_pool, settings=settings) if settings.email_enabled else None
+        mailer = MailSender(pool=background, settings=settings) if settings.email_enabled else None
         if mailer is None:
             log.info(
                 "Email delivery is off: SMTP_HOST is not set", extra={"event": "mail.disabled"}
             )
-        dispatcher = _dispatcher(app, work_pool, database_url, session, slack, mailer)
+        dispatcher = _dispatcher(app, background, database_url, session, slack, mailer)
         app[DISPATCHER] = dispatcher
-        sweeper = Sweeper(pool=work_pool, metrics=app[METRICS], interval=settings.sweep_interval)
+        sweeper = Sweeper(pool=background, metrics=app[METRICS], interval=settings.sweep_interval)
         # A web-only process sends nothing; it warns when nobody else does either.
-        watch = UnattendedWatch(pool=work_pool)
+        watch = UnattendedWatch(pool=background)
         running = (
             [
                 asyncio.create_task(keep_running("outbox", dispatcher.run, app[METRICS])),
@@ -203,7 +203,7 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
     return lifecycle
 
 
-def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: Connections) -> SlackSender:
+def _slack(app: web.Application, pool: asyncpg.Pool, background: Connections) -> SlackSender:
     """The one Web API client, the Bolt app and the sender that share it."""
     settings = app[SETTINGS]
     client = AsyncWebClient(
@@ -214,7 +214,7 @@ def _slack(app: web.Application, pool: asyncpg.Pool, work_pool: Connections) -> 
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
     return SlackSender(
-        pool=work_pool,
+        pool=background,
         client=client,
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,

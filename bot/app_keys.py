@@ -9,10 +9,10 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from store.database import PoolShare
 
-__all__ = ["METRICS", "POOL", "SETTINGS", "WORK_POOL"]
+__all__ = ["BACKGROUND_POOL", "METRICS", "POOL", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 # The process's one pool, and the share of it that background work draws from.
 POOL = web.AppKey("pool", asyncpg.Pool)
-WORK_POOL = web.AppKey("work_pool", PoolShare)
+BACKGROUND_POOL = web.AppKey("background_pool", PoolShare)
 METRICS = web.AppKey("metrics", Metrics)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
-from bot.app_keys import WORK_POOL
+from bot.app_keys import BACKGROUND_POOL
 from bot.devkit.slack_api import Fault, SlackApiDouble
 from tests.conftest import Service, approval_body
 from tests.slack_support import (
@@ -191,7 +191,7 @@ async def test_clicks_are_answered_while_background_work_holds_all_its_connectio
 ) -> None:
     task = await request(slack_service)
     message = await first_dm(slack, DANA)
-    background = slack_service.app[WORK_POOL]
+    background = slack_service.app[BACKGROUND_POOL]
     async with contextlib.AsyncExitStack() as held:
         for _ in range(background.limit):
             await held.enter_async_context(background.acquire())
