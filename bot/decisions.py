@@ -5,11 +5,13 @@ the quorum, and records the audit row, the outcome and the outbox rows in one st
 reads the task in one statement and writes only if the task's version is unchanged, so of
 concurrent deciders of one task exactly one write wins each round and the others look again
 at what it did: a later vote counts towards the same quorum, a click after the end is told
-who ended it. No lock is held between the two statements.
+who ended it. No lock is held between the two statements. Decisions arriving together share
+those two statements (see `_Batch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -31,6 +33,7 @@ from bot.domain import (
 from bot.errors import NotFound
 from bot.metrics import Metrics
 from store import sweep, tasks
+from store.database import DATABASE_ERRORS
 
 __all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
 
@@ -64,6 +67,47 @@ class DecisionResult:
         return self.verdict in (Verdict.DECIDED, Verdict.COUNTED)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    """One person's approve or deny, as a channel hands it over."""
+
+    task_id: UUID
+    actor: Actor
+    outcome: Outcome
+    via: Channel
+    reason: str | None
+    client: dict[str, Any] | None
+    content_hash: str | None
+    tier: int | None
+
+    @property
+    def reader(self) -> tasks.Reader:
+        """Whose read this is: an actor known only by Slack ids brings the email on file."""
+        if self.actor.email is None and self.actor.slack_user_id:
+            return tasks.Reader(self.task_id, self.actor.slack_team_id, self.actor.slack_user_id)
+        return tasks.Reader(self.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ruling:
+    """A decision that holds against the task as read: written only if the task is unchanged."""
+
+    write: tasks.DecisionWrite
+    verdict: Verdict
+    task: ApprovalTask
+    approvals: int = 0
+
+    def result(self, recorded: tuple[Decision, str | None]) -> DecisionResult:
+        decision, webhook_id = recorded
+        return DecisionResult(
+            verdict=self.verdict,
+            task=self.task,
+            decision=decision,
+            approvals=self.approvals,
+            webhook_id=webhook_id,
+        )
+
+
 async def decide(
     pool: asyncpg.Pool,
     *,
@@ -82,75 +126,199 @@ async def decide(
     `content_hash` and `tier`, when given, are what the person was shown: if the task has
     changed since (different content, or escalated to another tier), nothing is recorded.
     An actor known only by Slack ids is matched by the email the bot has on file for them.
+
+    Decisions arriving while others are being written are read and written together, one
+    statement each for the whole batch (see `_Batch`); each is judged on its own.
     """
-    reason = reason.strip()[:MAX_REASON] or None if reason else None
+    request = _Request(
+        task_id=task_id,
+        actor=actor,
+        outcome=outcome,
+        via=via,
+        reason=reason.strip()[:MAX_REASON] or None if reason else None,
+        client=client,
+        content_hash=content_hash,
+        tier=tier,
+    )
+    result = await _Batch.submit(pool, request, metrics)
+    if result is not None:
+        return result
 
+    # The batch could not settle it (a lost race, an overdue task, an error): alone, as before.
     async def attempt(conn: asyncpg.Connection) -> DecisionResult | None:
-        context = await _load_current(conn, task_id, actor)
-        task = context.task
-        if task.status is not TaskStatus.PENDING:
-            return DecisionResult(
-                verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final
-            )
-        if (content_hash is not None and content_hash != task.content_hash) or (
-            tier is not None and tier != task.tier
-        ):
-            return DecisionResult(verdict=Verdict.STALE, task=task)
-        who = (
-            actor
-            if actor.email or not context.slack_email
-            else replace(actor, email=context.slack_email)
-        )
-        approver = _find(context.approvers, who)
-        if approver is None:
-            return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
-        if outcome is Outcome.APPROVE and _is_requester(task, who, approver):
-            return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
-        earlier = next((v for v in context.votes if v.approver_id == approver.id), None)
-        approvals = sum(1 for v in context.votes if v.action == "approve")
-        if earlier is not None:
-            return DecisionResult(
-                verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier, approvals=approvals
-            )
-
-        approvals += outcome is Outcome.APPROVE
-        if outcome is Outcome.DENY:
-            ending: tuple[TaskStatus, Resolution] | None = (TaskStatus.DENIED, Resolution.DENY)
-        elif approvals >= task.required_approvals:
-            ending = (TaskStatus.APPROVED, Resolution.PROCEED)
-        else:
-            ending = None
-        person = Actor(
-            email=approver.email or who.email,
-            slack_user_id=approver.slack_user_id or who.slack_user_id,
-            slack_team_id=approver.slack_team_id or who.slack_team_id,
-        )
-        recorded = await tasks.record_decision(
-            conn,
-            task=task,
-            action=outcome.value,
-            via=via,
-            actor=person,
-            approver_id=approver.id,
-            reason=reason,
-            client=client,
-            ending=(ending[0].value, ending[1].value) if ending else None,
-            event=ending[0].value if ending else "vote",
-            version=context.version,
-        )
+        context = await _load_current(conn, request.reader)
+        ruling = _judge(context, request)
+        if isinstance(ruling, DecisionResult):
+            return ruling
+        (recorded,) = await tasks.record_decisions(conn, [ruling.write])
         if recorded is None:
             return None  # someone else changed the task since we read it
-        decision, webhook_id = recorded
         _count(metrics, via, outcome.value)
-        return DecisionResult(
-            verdict=Verdict.DECIDED if ending else Verdict.COUNTED,
-            task=_with(task, *ending) if ending else task,
-            decision=decision,
-            approvals=approvals,
-            webhook_id=webhook_id,
-        )
+        return ruling.result(recorded)
 
     return await _until_settled(pool, task_id, attempt)
+
+
+def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult | _Ruling:
+    """What `request` comes to against the task as read: a refusal, or a write to try."""
+    task = context.task
+    if task.status is not TaskStatus.PENDING:
+        return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final)
+    if (request.content_hash is not None and request.content_hash != task.content_hash) or (
+        request.tier is not None and request.tier != task.tier
+    ):
+        return DecisionResult(verdict=Verdict.STALE, task=task)
+    actor = request.actor
+    who = (
+        actor
+        if actor.email or not context.slack_email
+        else replace(actor, email=context.slack_email)
+    )
+    approver = _find(context.approvers, who)
+    if approver is None:
+        return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
+    if request.outcome is Outcome.APPROVE and _is_requester(task, who, approver):
+        return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
+    earlier = next((v for v in context.votes if v.approver_id == approver.id), None)
+    approvals = sum(1 for v in context.votes if v.action == "approve")
+    if earlier is not None:
+        return DecisionResult(
+            verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier, approvals=approvals
+        )
+
+    approvals += request.outcome is Outcome.APPROVE
+    if request.outcome is Outcome.DENY:
+        ending: tuple[TaskStatus, Resolution] | None = (TaskStatus.DENIED, Resolution.DENY)
+    elif approvals >= task.required_approvals:
+        ending = (TaskStatus.APPROVED, Resolution.PROCEED)
+    else:
+        ending = None
+    person = Actor(
+        email=approver.email or who.email,
+        slack_user_id=approver.slack_user_id or who.slack_user_id,
+        slack_team_id=approver.slack_team_id or who.slack_team_id,
+    )
+    write = tasks.DecisionWrite(
+        task_id=task.id,
+        tier=task.tier,
+        version=context.version,
+        action=request.outcome.value,
+        via=request.via,
+        actor=person,
+        approver_id=approver.id,
+        reason=request.reason,
+        client=request.client,
+        ending=(ending[0].value, ending[1].value) if ending else None,
+        event=ending[0].value if ending else "vote",
+    )
+    return _Ruling(
+        write,
+        Verdict.DECIDED if ending else Verdict.COUNTED,
+        _with(task, *ending) if ending else task,
+        approvals,
+    )
+
+
+# A decision waiting for the writer: the request, where to count it, where its result goes.
+_Waiting = tuple[_Request, Metrics | None, "asyncio.Future[DecisionResult | None]"]
+
+
+class _Batch:
+    """The decisions waiting to be written through one pool, and the writer that takes them.
+
+    A click under load need not cost two statements of its own: the writer reads every task
+    waiting in one statement, judges each decision in Python exactly as alone, and writes the
+    ones that hold in one conditional statement. It starts when the first decision arrives
+    and ends when none is left, so a lone click is written at once and nothing runs idle.
+    Decisions on one task never share a batch (the later one waits for the next), and a
+    decision the batch cannot settle — its task changed in between, or is overdue, or the
+    statement failed — is handed back to be decided alone.
+    """
+
+    LIMIT = 64
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.waiting: list[_Waiting] = []
+
+    @classmethod
+    async def submit(
+        cls, pool: asyncpg.Pool, request: _Request, metrics: Metrics | None
+    ) -> DecisionResult | None:
+        batch = _open.get(id(pool))
+        if batch is None or batch.pool is not pool:
+            batch = _open[id(pool)] = cls(pool)
+            writer = asyncio.create_task(batch._write_all())
+            _writers.add(writer)
+            writer.add_done_callback(_writers.discard)
+        future: asyncio.Future[DecisionResult | None] = asyncio.get_running_loop().create_future()
+        batch.waiting.append((request, metrics, future))
+        return await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self.waiting:
+                taken: list[_Waiting] = []
+                kept: list[_Waiting] = []
+                seen: set[UUID] = set()
+                for entry in self.waiting:
+                    if entry[0].task_id in seen or len(taken) >= self.LIMIT:
+                        kept.append(entry)
+                    else:
+                        seen.add(entry[0].task_id)
+                        taken.append(entry)
+                self.waiting = kept
+                try:
+                    await self._write(taken)
+                finally:
+                    for _, _, future in taken:
+                        if not future.done():
+                            future.set_result(None)  # not settled here: decided alone
+        finally:
+            if _open.get(id(self.pool)) is self:
+                del _open[id(self.pool)]
+            for _, _, future in self.waiting:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _write(
+        self,
+        taken: list[_Waiting],
+    ) -> None:
+        taken.sort(key=lambda entry: entry[0].task_id)  # one lock order for every batch
+        metrics = next((m for _, m, _ in taken if m is not None), None)
+        if metrics is not None:
+            metrics.decision_batch_size.observe(len(taken))
+        try:
+            async with self.pool.acquire() as conn:
+                contexts = await tasks.load_for_decisions(conn, [r.reader for r, _, _ in taken])
+                rulings = []
+                for (request, metrics, future), context in zip(taken, contexts, strict=True):
+                    if context is None:
+                        if not future.done():
+                            future.set_exception(NotFound("No such approval task."))
+                        continue
+                    if context.task.overdue:
+                        continue  # alone, after its timeout policy applies
+                    judged = _judge(context, request)
+                    if isinstance(judged, _Ruling):
+                        rulings.append((judged, request, metrics, future))
+                    elif not future.done():
+                        future.set_result(judged)
+                if not rulings:
+                    return
+                written = await tasks.record_decisions(conn, [r[0].write for r in rulings])
+        except DATABASE_ERRORS:
+            return  # each undecided one finds out alone, with its own error if it persists
+        for (ruling, request, metrics, future), recorded in zip(rulings, written, strict=True):
+            if recorded is not None:
+                _count(metrics, request.via, request.outcome.value)
+                if not future.done():
+                    future.set_result(ruling.result(recorded))
+
+
+_open: dict[int, _Batch] = {}  # by id() of the pool: an asyncpg pool takes no weak reference
+_writers: set[asyncio.Task[None]] = set()
 
 
 async def cancel(
@@ -163,35 +331,34 @@ async def cancel(
     """The run was cancelled on the platform: end the task `cancelled` (resolution deny)."""
 
     async def attempt(conn: asyncpg.Connection) -> DecisionResult | None:
-        context = await _load_current(conn, task_id, None)
+        context = await _load_current(conn, tasks.Reader(task_id))
         task = context.task
         if task.status is not TaskStatus.PENDING:
             return DecisionResult(
                 verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final
             )
-        recorded = await tasks.record_decision(
-            conn,
-            task=task,
-            action="cancel",
-            via=Channel.API,
-            actor=None,
-            approver_id=None,
-            reason=reason.strip()[:MAX_REASON] if reason else None,
-            client=None,
-            ending=(TaskStatus.CANCELLED.value, Resolution.DENY.value),
-            event=TaskStatus.CANCELLED.value,
-            version=context.version,
+        ruling = _Ruling(
+            tasks.DecisionWrite(
+                task_id=task.id,
+                tier=task.tier,
+                version=context.version,
+                action="cancel",
+                via=Channel.API,
+                actor=None,
+                approver_id=None,
+                reason=reason.strip()[:MAX_REASON] if reason else None,
+                client=None,
+                ending=(TaskStatus.CANCELLED.value, Resolution.DENY.value),
+                event=TaskStatus.CANCELLED.value,
+            ),
+            Verdict.DECIDED,
+            _with(task, TaskStatus.CANCELLED, Resolution.DENY),
         )
+        (recorded,) = await tasks.record_decisions(conn, [ruling.write])
         if recorded is None:
             return None
-        decision, webhook_id = recorded
         _count(metrics, Channel.API, "cancel")
-        return DecisionResult(
-            verdict=Verdict.DECIDED,
-            task=_with(task, TaskStatus.CANCELLED, Resolution.DENY),
-            decision=decision,
-            webhook_id=webhook_id,
-        )
+        return ruling.result(recorded)
 
     return await _until_settled(pool, task_id, attempt)
 
@@ -222,26 +389,19 @@ async def _until_settled(
         return result
 
 
-async def _load_current(
-    conn: asyncpg.Connection, task_id: UUID, actor: Actor | None
-) -> tasks.DecisionContext:
+async def _load_current(conn: asyncpg.Connection, reader: tasks.Reader) -> tasks.DecisionContext:
     """Read the task; if its tier has run out, apply the timeout policy first.
 
     The database clock decides: a click one millisecond after the deadline meets the task as
     the sweeper would leave it, whether or not a sweeper has run yet.
     """
-    slack = (
-        {"slack_team_id": actor.slack_team_id, "slack_user_id": actor.slack_user_id}
-        if actor is not None and actor.email is None and actor.slack_user_id
-        else {}
-    )
-    context = await tasks.load_for_decision(conn, task_id, **slack)
+    (context,) = await tasks.load_for_decisions(conn, [reader])
     if context is None:
         raise NotFound("No such approval task.")
     if context.task.overdue:
         async with conn.transaction():
-            await sweep.expire_due(conn, limit=1, task_id=task_id)
-        context = await tasks.load_for_decision(conn, task_id, **slack)
+            await sweep.expire_due(conn, limit=1, task_id=reader.task_id)
+        (context,) = await tasks.load_for_decisions(conn, [reader])
         assert context is not None
     return context
 

@@ -51,6 +51,12 @@ class Metrics:
             ["channel", "action"],
             registry=self.registry,
         )
+        self.decision_batch_size = Histogram(
+            "taskjuice_decision_batch_size",
+            "Decisions read and written together in one batch (see README, Performance)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.worker_restarts = Counter(
             "taskjuice_worker_restarts",
             "Background workers (outbox dispatcher, sweeper) restarted after a crash",

@@ -27,14 +27,16 @@ from bot.domain import (
 
 __all__ = [
     "DecisionContext",
+    "DecisionWrite",
+    "Reader",
     "content_hash",
     "decision_event",
     "delivery_state",
     "insert",
     "list_page",
-    "load_for_decision",
+    "load_for_decisions",
     "lock",
-    "record_decision",
+    "record_decisions",
     "task_view",
 ]
 
@@ -371,7 +373,7 @@ _AUDIT_JSON = """json_build_object('id', d.id, 'task_id', d.task_id, 'tier', d.t
     'decided_at', d.decided_at)"""
 
 _LOAD = f"""
-SELECT t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
+SELECT r.n, t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
     (SELECT coalesce(json_agg(json_build_object('id', a.id, 'tier', a.tier, 'email', a.email,
         'slack_user_id', a.slack_user_id, 'slack_team_id', a.slack_team_id) ORDER BY a.id), '[]')
      FROM approvers a WHERE a.task_id = t.id AND a.tier = t.tier) AS tier_approvers,
@@ -379,8 +381,10 @@ SELECT t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
      FROM decisions d WHERE d.task_id = t.id AND d.tier = t.tier AND d.approver_id IS NOT NULL)
         AS votes,
     (SELECT {_AUDIT_JSON} FROM decisions d WHERE d.id = t.final_decision_id) AS final,
-    (SELECT u.email FROM slack_users u WHERE u.team_id = $2 AND u.user_id = $3) AS slack_email
-FROM tasks t WHERE t.id = $1
+    (SELECT u.email FROM slack_users u WHERE u.team_id = r.team AND u.user_id = r.member)
+        AS slack_email
+FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS r(id, team, member, n)
+JOIN tasks t ON t.id = r.id
 """  # noqa: S608 (constant SQL)
 
 
@@ -393,105 +397,137 @@ async def lock(conn: asyncpg.Connection, task_id: UUID) -> None:
     await conn.execute("SELECT FROM tasks WHERE id = $1 FOR UPDATE", task_id)
 
 
-async def load_for_decision(
-    conn: asyncpg.Connection,
-    task_id: UUID,
-    *,
-    slack_team_id: str | None = None,
-    slack_user_id: str | None = None,
-) -> DecisionContext | None:
-    """Everything a decision checks, in one statement (one snapshot), without a lock: the
-    write that follows succeeds only if `version` is still current (see `record_decision`).
-    With a Slack user given, the email the bot has on file for them comes along."""
-    row = await conn.fetchrow(_LOAD, task_id, slack_team_id, slack_user_id)
-    if row is None:
-        return None
-    return DecisionContext(
-        task=_task(row),
-        approvers=[Approver(**a) for a in row["tier_approvers"]],
-        votes=[_audit(v) for v in row["votes"]],
-        final=_audit(row["final"]) if row["final"] else None,
-        version=row["version"],
-        slack_email=row["slack_email"],
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Whose decision a read is for: a Slack user brings the email the bot has for them."""
+
+    task_id: UUID
+    slack_team_id: str | None = None
+    slack_user_id: str | None = None
+
+
+async def load_for_decisions(
+    conn: asyncpg.Connection, readers: list[Reader]
+) -> list[DecisionContext | None]:
+    """Everything each decision checks, for any number of tasks in one statement (one
+    snapshot), without a lock: a write that follows succeeds only if `version` is still
+    current (see `record_decisions`). None where there is no such task."""
+    rows = await conn.fetch(
+        _LOAD,
+        [r.task_id for r in readers],
+        [r.slack_team_id for r in readers],
+        [r.slack_user_id for r in readers],
     )
+    found: list[DecisionContext | None] = [None] * len(readers)
+    for row in rows:
+        found[row["n"] - 1] = DecisionContext(
+            task=_task(row),
+            approvers=[Approver(**a) for a in row["tier_approvers"]],
+            votes=[_audit(v) for v in row["votes"]],
+            final=_audit(row["final"]) if row["final"] else None,
+            version=row["version"],
+            slack_email=row["slack_email"],
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionWrite:
+    """One audit row to write, and what it does to its task: `ending` (status, resolution)
+    ends it, `event` names the change for the channels. Written only if the task is still
+    pending at `tier` with `version` unchanged."""
+
+    task_id: UUID
+    tier: int
+    version: int
+    action: str
+    via: Channel
+    actor: Actor | None
+    approver_id: int | None
+    reason: str | None
+    client: dict[str, Any] | None
+    ending: tuple[str, str] | None
+    event: str
 
 
 _RECORD = """
-WITH next AS (
-    SELECT nextval('decisions_id_seq') AS id
+WITH input AS (
+    SELECT nextval('decisions_id_seq') AS decision_id, r.*
+    FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+        $14::text[], $15::text[], $16::int[])
+        AS r(task_id, tier, approver_id, action, via, actor_email, actor_slack_user_id,
+            actor_slack_team_id, reason, client, status, resolution, webhook_id, event,
+            refresh_id, version)
 ), task AS (
     UPDATE tasks t SET version = t.version + 1, updated_at = now(),
-        status = coalesce($11, t.status), resolution = coalesce($12, t.resolution),
-        final_decision_id = CASE WHEN $11::text IS NULL THEN t.final_decision_id ELSE next.id END,
-        finished_at = CASE WHEN $11::text IS NULL THEN t.finished_at ELSE now() END
-    FROM next
-    WHERE t.id = $1 AND t.status = 'pending' AND t.tier = $2 AND t.version = $16
-    RETURNING next.id
+        status = coalesce(i.status, t.status), resolution = coalesce(i.resolution, t.resolution),
+        final_decision_id = CASE WHEN i.status IS NULL THEN t.final_decision_id
+            ELSE i.decision_id END,
+        finished_at = CASE WHEN i.status IS NULL THEN t.finished_at ELSE now() END
+    FROM input i
+    WHERE t.id = i.task_id AND t.status = 'pending' AND t.tier = i.tier AND t.version = i.version
+    RETURNING i.*
 ), stopped AS (
     -- An ended task's clock stops. Reading `task` makes this wait for the update above, so a
     -- decision takes the task's row lock before its timer's (as the sweeper does).
-    DELETE FROM task_timers
-    WHERE task_id = $1 AND $11::text IS NOT NULL AND EXISTS (SELECT FROM task)
+    DELETE FROM task_timers tt USING task
+    WHERE tt.task_id = task.task_id AND task.status IS NOT NULL
 ), d AS (
     INSERT INTO decisions (id, task_id, tier, approver_id, action, via, actor_email,
         actor_slack_user_id, actor_slack_team_id, reason, client)
-    SELECT task.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM task
+    SELECT decision_id, task_id, tier, approver_id, action, via, actor_email,
+        actor_slack_user_id, actor_slack_team_id, reason, client::jsonb
+    FROM task
     RETURNING *
 ), callback AS (
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
-    SELECT 'callback', jsonb_build_object('decision_id', d.id), $1, 'callback:' || $1, $13
-    FROM d WHERE $11::text IS NOT NULL
+    SELECT 'callback', jsonb_build_object('decision_id', decision_id), task_id,
+        'callback:' || task_id, webhook_id
+    FROM task WHERE status IS NOT NULL
 ), refresh AS (
     INSERT INTO outbox (kind, payload, task_id, message_id)
     SELECT 'task.changed', jsonb_build_object('changes', jsonb_build_array(
-        jsonb_build_object('task_id', $1::text, 'event', $14::text))), $1, $15
-    FROM d
+        jsonb_build_object('task_id', task_id::text, 'event', event))), task_id, refresh_id
+    FROM task
 )
 SELECT d.* FROM d
 """
 
 
-async def record_decision(
-    conn: asyncpg.Connection,
-    *,
-    task: ApprovalTask,
-    action: str,
-    via: Channel,
-    actor: Actor | None,
-    approver_id: int | None,
-    reason: str | None,
-    client: dict[str, Any] | None,
-    ending: tuple[str, str] | None,
-    event: str,
-    version: int,
-) -> tuple[Decision, str | None] | None:
-    """Write the audit row, end the task when `ending` says so, and queue the callback and
-    the channels' refresh: one statement, so all of it or none of it.
+async def record_decisions(
+    conn: asyncpg.Connection, writes: list[DecisionWrite]
+) -> list[tuple[Decision, str | None] | None]:
+    """Write each audit row, end each task its write says to end, and queue the callbacks and
+    the channels' refreshes: one statement, so all of it or none of it.
 
-    Conditional: nothing is written unless the task is still pending at its tier with the
-    `version` the caller read; then None is returned and the caller reads again. Otherwise
-    returns the audit row and the callback's `webhook-id` (None when the task goes on).
+    Each write is conditional (see `DecisionWrite`); where it finds its task changed, nothing
+    of it is written and its entry is None, so the caller reads again. Otherwise the entry is
+    the audit row and the callback's `webhook-id` (None when the task goes on). The tasks
+    must be distinct.
     """
-    webhook_id = f"msg_{uuid.uuid4().hex}" if ending else None
-    row = await conn.fetchrow(
+    webhooks = [f"msg_{uuid.uuid4().hex}" if w.ending else None for w in writes]
+    rows = await conn.fetch(
         _RECORD,
-        task.id,
-        task.tier,
-        approver_id,
-        action,
-        via.value,
-        actor.email if actor else None,
-        actor.slack_user_id if actor else None,
-        actor.slack_team_id if actor else None,
-        reason,
-        client or {},
-        ending[0] if ending else None,
-        ending[1] if ending else None,
-        webhook_id or "",
-        event,
-        f"msg_{uuid.uuid4().hex}",
-        version,
+        [w.task_id for w in writes],
+        [w.tier for w in writes],
+        [w.approver_id for w in writes],
+        [w.action for w in writes],
+        [w.via.value for w in writes],
+        [w.actor.email if w.actor else None for w in writes],
+        [w.actor.slack_user_id if w.actor else None for w in writes],
+        [w.actor.slack_team_id if w.actor else None for w in writes],
+        [w.reason for w in writes],
+        [json.dumps(w.client or {}) for w in writes],
+        [w.ending[0] if w.ending else None for w in writes],
+        [w.ending[1] if w.ending else None for w in writes],
+        [webhook or "" for webhook in webhooks],
+        [w.event for w in writes],
+        [f"msg_{uuid.uuid4().hex}" for _ in writes],
+        [w.version for w in writes],
     )
-    if row is None:
-        return None
-    return _decision(row), webhook_id
+    written = {row["task_id"]: _decision(row) for row in rows}
+    return [
+        (written[w.task_id], webhook) if w.task_id in written else None
+        for w, webhook in zip(writes, webhooks, strict=True)
+    ]

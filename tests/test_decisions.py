@@ -10,10 +10,14 @@ import asyncpg
 
 from bot import approvals
 from bot.callbacks import callback_body
-from bot.decisions import Verdict, cancel, decide
+from bot.decisions import DecisionResult, Verdict, cancel, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
+from bot.errors import NotFound
+from bot.metrics import Metrics
 from bot.validation import parse_new_approval
+from store.database import create_pool
 from tests.conftest import approval_body
+from tests.support import move_deadline
 
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
@@ -250,3 +254,108 @@ async def test_a_storm_of_votes_counts_each_approver_once_and_ends_the_task_once
     [task] = await rows(pool, "SELECT status, version FROM tasks WHERE id = $1", task_id)
     assert task["status"] == "approved" and task["version"] == len(people)
     assert len(await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")) == 1
+
+
+async def test_decisions_arriving_together_are_written_together_and_judged_each_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    metrics = Metrics()
+    plain = [await new_task(pool, run_id=f"run_{n}") for n in range(30)]
+    by_slack_id = await new_task(pool)
+    not_theirs = await new_task(pool)
+    changed = await new_task(pool)
+    overdue = await new_task(pool)
+    two_needed = await new_task(pool, required_approvals=2)
+    clicked_twice = await new_task(pool)
+    async with pool.acquire() as conn:
+        await move_deadline(conn, overdue, -1)
+    missing = UUID(int=7)
+
+    def click(task_id: UUID, actor: Actor = DANA, **kwargs: Any) -> Any:
+        return decide(
+            pool,
+            task_id=task_id,
+            actor=actor,
+            outcome=Outcome.APPROVE,
+            via=Channel.SLACK,
+            metrics=metrics,
+            **kwargs,
+        )
+
+    results = await asyncio.gather(
+        *[click(t) for t in plain],
+        click(by_slack_id, LEE),
+        click(not_theirs, OPS),
+        click(changed, content_hash="shown-before-an-edit"),
+        click(overdue),
+        click(two_needed, DANA),
+        click(two_needed, LEE),
+        click(clicked_twice),
+        click(clicked_twice),
+        click(missing),
+        return_exceptions=True,
+    )
+
+    verdicts = [r.verdict if isinstance(r, DecisionResult) else type(r) for r in results]
+    assert verdicts[:30] == [Verdict.DECIDED] * 30
+    assert [r.task.id for r in results[:30]] == plain  # type: ignore[union-attr]
+    assert verdicts[30:34] == [
+        Verdict.DECIDED,
+        Verdict.NOT_APPROVER,
+        Verdict.STALE,
+        Verdict.ALREADY_FINISHED,  # its deadline passed: the timeout policy decided first
+    ]
+    assert sorted(verdicts[34:36]) == [Verdict.COUNTED, Verdict.DECIDED]
+    assert sorted(verdicts[36:38]) == [Verdict.ALREADY_FINISHED, Verdict.DECIDED]
+    assert verdicts[38] is NotFound
+    assert results[33].task.status is TaskStatus.EXPIRED  # type: ignore[union-attr]
+
+    # Each audit row belongs to the click that was told about it.
+    for task_id, result in zip(plain, results[:30], strict=True):
+        assert isinstance(result, DecisionResult) and result.decision is not None
+        [row] = await rows(
+            pool, "SELECT id, task_id FROM decisions WHERE id = $1", result.decision.id
+        )
+        assert row["task_id"] == task_id
+    ended = await rows(pool, "SELECT id FROM tasks WHERE status = 'approved'")
+    assert len(ended) == 33
+    callbacks = await rows(pool, "SELECT task_id FROM outbox WHERE kind = 'callback'")
+    assert sorted(c["task_id"] for c in callbacks) == sorted([*(e["id"] for e in ended), overdue])
+    # Each click was in one batch, and they were read and written in a few batches.
+    batches = metrics.registry.get_sample_value("taskjuice_decision_batch_size_count")
+    assert batches is not None and batches < 10
+    assert metrics.registry.get_sample_value("taskjuice_decision_batch_size_sum") == len(results)
+
+
+async def test_two_replicas_deciding_the_same_tasks_at_once_end_each_task_once(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    other = await create_pool(database_url)
+    try:
+        tasks = [await new_task(pool, run_id=f"run_{n}") for n in range(40)]
+        results = await asyncio.gather(
+            *[
+                decide(
+                    replica,
+                    task_id=task_id,
+                    actor=actor,
+                    outcome=outcome,
+                    via=Channel.SLACK,
+                )
+                for task_id in tasks
+                for replica, actor, outcome in (
+                    (pool, DANA, Outcome.APPROVE),
+                    (other, LEE, Outcome.DENY),
+                )
+            ]
+        )
+    finally:
+        await other.close()
+    for n, task_id in enumerate(tasks):
+        pair = results[2 * n : 2 * n + 2]
+        assert sorted(r.verdict.value for r in pair) == ["already_finished", "decided"]
+        [winner] = [r for r in pair if r.verdict is Verdict.DECIDED]
+        [row] = await rows(pool, "SELECT status FROM tasks WHERE id = $1", task_id)
+        assert row["status"] == winner.task.status.value
+    assert len(await rows(pool, "SELECT * FROM decisions")) == 40
+    assert len(await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")) == 40
