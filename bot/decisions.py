@@ -236,10 +236,12 @@ class _Batch:
     """
 
     LIMIT = 64
+    LANES = 2  # batches in flight at once: one is judged while the other is in PostgreSQL
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.waiting: list[_Waiting] = []
+        self.writers = 0
 
     @classmethod
     async def submit(
@@ -248,11 +250,13 @@ class _Batch:
         batch = _open.get(id(pool))
         if batch is None or batch.pool is not pool:
             batch = _open[id(pool)] = cls(pool)
+        future: asyncio.Future[DecisionResult | None] = asyncio.get_running_loop().create_future()
+        batch.waiting.append((request, metrics, future))
+        if batch.writers < cls.LANES:
+            batch.writers += 1
             writer = asyncio.create_task(batch._write_all())
             _writers.add(writer)
             writer.add_done_callback(_writers.discard)
-        future: asyncio.Future[DecisionResult | None] = asyncio.get_running_loop().create_future()
-        batch.waiting.append((request, metrics, future))
         return await future
 
     async def _write_all(self) -> None:
@@ -275,11 +279,13 @@ class _Batch:
                         if not future.done():
                             future.set_result(None)  # not settled here: decided alone
         finally:
-            if _open.get(id(self.pool)) is self:
-                del _open[id(self.pool)]
-            for _, _, future in self.waiting:
-                if not future.done():
-                    future.set_result(None)
+            self.writers -= 1
+            if not self.writers:
+                if _open.get(id(self.pool)) is self:
+                    del _open[id(self.pool)]
+                for _, _, future in self.waiting:
+                    if not future.done():
+                        future.set_result(None)
 
     async def _write(
         self,

@@ -455,10 +455,9 @@ WITH input AS (
     SELECT nextval('decisions_id_seq') AS decision_id, r.*
     FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-        $14::text[], $15::text[], $16::int[])
+        $14::text[], $15::int[])
         AS r(task_id, tier, approver_id, action, via, actor_email, actor_slack_user_id,
-            actor_slack_team_id, reason, client, status, resolution, webhook_id, event,
-            refresh_id, version)
+            actor_slack_team_id, reason, client, status, resolution, webhook_id, event, version)
 ), task AS (
     UPDATE tasks t SET version = t.version + 1, updated_at = now(),
         status = coalesce(i.status, t.status), resolution = coalesce(i.resolution, t.resolution),
@@ -486,10 +485,13 @@ WITH input AS (
         'callback:' || task_id, webhook_id
     FROM task WHERE status IS NOT NULL
 ), refresh AS (
+    -- One item for the whole batch: the channels refresh every task in it.
     INSERT INTO outbox (kind, payload, task_id, message_id)
-    SELECT 'task.changed', jsonb_build_object('changes', jsonb_build_array(
-        jsonb_build_object('task_id', task_id::text, 'event', event))), task_id, refresh_id
+    SELECT 'task.changed', jsonb_build_object('changes', jsonb_agg(
+            jsonb_build_object('task_id', task_id::text, 'event', event) ORDER BY task_id)),
+        CASE WHEN count(*) = 1 THEN (array_agg(task_id))[1] END, $16
     FROM task
+    HAVING count(*) > 0
 )
 SELECT d.* FROM d
 """
@@ -499,7 +501,7 @@ async def record_decisions(
     conn: asyncpg.Connection, writes: list[DecisionWrite]
 ) -> list[tuple[Decision, str | None] | None]:
     """Write each audit row, end each task its write says to end, and queue the callbacks and
-    the channels' refreshes: one statement, so all of it or none of it.
+    the channels' refresh (one item for all): one statement, so all of it or none of it.
 
     Each write is conditional (see `DecisionWrite`); where it finds its task changed, nothing
     of it is written and its entry is None, so the caller reads again. Otherwise the entry is
@@ -523,8 +525,8 @@ async def record_decisions(
         [w.ending[1] if w.ending else None for w in writes],
         [webhook or "" for webhook in webhooks],
         [w.event for w in writes],
-        [f"msg_{uuid.uuid4().hex}" for _ in writes],
         [w.version for w in writes],
+        f"msg_{uuid.uuid4().hex}",
     )
     written = {row["task_id"]: _decision(row) for row in rows}
     return [

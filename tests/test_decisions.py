@@ -321,6 +321,21 @@ async def test_decisions_arriving_together_are_written_together_and_judged_each_
     assert len(ended) == 33
     callbacks = await rows(pool, "SELECT task_id FROM outbox WHERE kind = 'callback'")
     assert sorted(c["task_id"] for c in callbacks) == sorted([*(e["id"] for e in ended), overdue])
+    # The channels hear of every change, through one refresh item per batch.
+    refreshes = await rows(
+        pool,
+        "SELECT payload FROM outbox WHERE kind = 'task.changed' AND payload ? 'changes'"
+        " AND payload->'changes'->0->>'event' <> 'created'",
+    )
+    changes = sorted((c["task_id"], c["event"]) for r in refreshes for c in r["payload"]["changes"])
+    assert changes == sorted(
+        [
+            *((str(t), "approved") for t in [*plain, by_slack_id, clicked_twice]),
+            (str(two_needed), "vote"),
+            (str(two_needed), "approved"),
+        ]
+    )
+    assert len(refreshes) < 10
     # Each click was in one batch, and they were read and written in a few batches.
     batches = metrics.registry.get_sample_value("taskjuice_decision_batch_size_count")
     assert batches is not None and batches < 10
