@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,6 +37,8 @@ from store import sweep, tasks
 from store.database import DATABASE_ERRORS
 
 __all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
+
+log = logging.getLogger("taskjuice.decisions")
 
 MAX_REASON = 2000
 
@@ -274,6 +277,10 @@ class _Batch:
                 self.waiting = kept
                 try:
                     await self._write(taken)
+                except Exception:
+                    # Unforeseen; each of these is decided alone, where the error reaches its
+                    # caller, and the writer goes on with the next batch.
+                    log.exception("decision batch failed", extra={"event": "decisions.batch_error"})
                 finally:
                     for _, _, future in taken:
                         if not future.done():

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import pytest
 
 from bot import approvals
 from bot.callbacks import callback_body
@@ -374,3 +375,28 @@ async def test_two_replicas_deciding_the_same_tasks_at_once_end_each_task_once(
         assert row["status"] == winner.task.status.value
     assert len(await rows(pool, "SELECT * FROM decisions")) == 40
     assert len(await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")) == 40
+
+
+async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [await new_task(pool, run_id=f"run_{n}") for n in range(10)]
+    broken = await new_task(pool, run_id="run_broken")
+    async with pool.acquire() as conn:  # a row no version of the bot could have written
+        await conn.execute(
+            "UPDATE tasks SET requested_by = '{\"unheard_of\": 1}' WHERE id = $1", broken
+        )
+    results = await asyncio.gather(
+        *[
+            decide(pool, task_id=t, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK)
+            for t in [*good, broken]
+        ],
+        return_exceptions=True,
+    )
+    assert [getattr(r, "verdict", None) for r in results[:10]] == [Verdict.DECIDED] * 10
+    assert isinstance(results[10], TypeError)  # reaches its own caller (a 500 there), no other
+    assert "decision batch failed" in caplog.text
+    assert len(await rows(pool, "SELECT * FROM decisions")) == 10
+    later = await new_task(pool, run_id="run_later")
+    result = await decide(pool, task_id=later, actor=DANA, outcome=Outcome.DENY, via=Channel.SLACK)
+    assert result.verdict is Verdict.DECIDED
