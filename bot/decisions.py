@@ -41,6 +41,7 @@ __all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
 log = logging.getLogger("taskjuice.decisions")
 
 MAX_REASON = 2000
+_NO_SUCH_TASK = "No such approval task."
 
 
 class Verdict(enum.StrEnum):
@@ -294,14 +295,11 @@ class _Batch:
                     if not future.done():
                         future.set_result(None)
 
-    async def _write(
-        self,
-        taken: list[_Waiting],
-    ) -> None:
+    async def _write(self, taken: list[_Waiting]) -> None:
         taken.sort(key=lambda entry: entry[0].task_id)  # one lock order for every batch
-        metrics = next((m for _, m, _ in taken if m is not None), None)
-        if metrics is not None:
-            metrics.decision_batch_size.observe(len(taken))
+        observer = next((m for _, m, _ in taken if m is not None), None)
+        if observer is not None:
+            observer.decision_batch_size.observe(len(taken))
         try:
             async with self.pool.acquire() as conn:
                 contexts = await tasks.load_for_decisions(conn, [r.reader for r, _, _ in taken])
@@ -309,7 +307,7 @@ class _Batch:
                 for (request, metrics, future), context in zip(taken, contexts, strict=True):
                     if context is None:
                         if not future.done():
-                            future.set_exception(NotFound("No such approval task."))
+                            future.set_exception(NotFound(_NO_SUCH_TASK))
                         continue
                     if context.task.overdue:
                         continue  # alone, after its timeout policy applies
@@ -410,7 +408,7 @@ async def _load_current(conn: asyncpg.Connection, reader: tasks.Reader) -> tasks
     """
     (context,) = await tasks.load_for_decisions(conn, [reader])
     if context is None:
-        raise NotFound("No such approval task.")
+        raise NotFound(_NO_SUCH_TASK)
     if context.task.overdue:
         async with conn.transaction():
             await sweep.expire_due(conn, limit=1, task_id=reader.task_id)
