@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import effects
 from bot.app_keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
-from bot.callbacks import CallbackSender, callback_body
+from bot.callbacks import CallbackBodies, CallbackSender
 from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
 from bot.mail_delivery import EmailChannel, MailSender
@@ -243,8 +243,10 @@ def _dispatcher(
         channels.append(EmailChannel())
     fanout = Fanout(pool, channels=channels)
 
+    bodies = CallbackBodies(pool)
+
     async def send_callback(item: OutboxItem) -> None:
-        await callbacks.send(item.message_id, await callback_body(pool, item.payload))
+        await callbacks.send(item.message_id, await bodies.body(item.payload))
 
     handlers: dict[str, Handler] = {
         effects.CALLBACK: send_callback,

@@ -12,12 +12,15 @@ from typing import Any
 
 import aiohttp
 
+from bot.coalescing import CoalescingReader
 from bot.domain import ApprovalTask, Decision
 from bot.outbox import GiveUp, RetryLater
 from store import tasks
 from store.database import Connections
 
-__all__ = ["CallbackSender", "approval_event", "callback_body", "sign"]
+__all__ = ["CallbackBodies", "CallbackSender", "approval_event", "callback_body", "sign"]
+
+_Event = tuple[ApprovalTask, Decision, int | None]  # an audit row, its task, next tier's expiry
 
 
 def _iso(value: datetime) -> str:
@@ -62,19 +65,35 @@ def approval_event(
     return {"type": f"approval.{event}", "timestamp": _iso(decision.decided_at), "data": data}
 
 
+class CallbackBodies:
+    """The bodies outbox callback items stand for: a task event by its audit row, or a ready
+    body (events that are not about a task). The audit rows of the callbacks in flight are
+    read together, one statement for a whole outbox claim."""
+
+    def __init__(self, pool: Connections) -> None:
+        self._pool = pool
+        self._events: CoalescingReader[int, _Event] = CoalescingReader(self._read)
+
+    async def _read(self, decision_ids: list[int]) -> dict[int, _Event]:
+        async with self._pool.acquire() as conn:
+            return await tasks.decision_events(conn, decision_ids)
+
+    async def body(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if "decision_id" not in payload:
+            body = payload.get("body")
+            if not isinstance(body, dict):
+                raise GiveUp("callback item has neither a decision_id nor a body")
+            return body
+        found = await self._events.get(int(payload["decision_id"]))
+        if found is None:
+            raise GiveUp(f"audit row {payload['decision_id']} no longer exists")
+        task, decision, next_tier_expires_in = found
+        return approval_event(task, decision, next_tier_expires_in=next_tier_expires_in)
+
+
 async def callback_body(pool: Connections, payload: dict[str, Any]) -> dict[str, Any]:
-    """The body an outbox callback item stands for: a task event by its audit row, or a
-    ready body (events that are not about a task)."""
-    if "decision_id" not in payload:
-        body = payload.get("body")
-        if not isinstance(body, dict):
-            raise GiveUp("callback item has neither a decision_id nor a body")
-        return body
-    async with pool.acquire() as conn:
-        found = await tasks.decision_event(conn, int(payload["decision_id"]))
-    if found is None:
-        raise GiveUp(f"audit row {payload['decision_id']} no longer exists")
-    return approval_event(*found[:2], next_tier_expires_in=found[2])
+    """The body of one outbox callback item, read on its own."""
+    return await CallbackBodies(pool).body(payload)
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

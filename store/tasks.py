@@ -30,7 +30,7 @@ __all__ = [
     "DecisionWrite",
     "Reader",
     "content_hash",
-    "decision_event",
+    "decision_events",
     "delivery_state",
     "insert",
     "list_page",
@@ -156,11 +156,12 @@ async def insert(
     return expires_at
 
 
-async def decision_event(
-    conn: asyncpg.Connection, decision_id: int
-) -> tuple[ApprovalTask, Decision, int | None] | None:
-    """An audit row with its task, and for an escalation the next tier's `expires_in`."""
-    row = await conn.fetchrow(
+async def decision_events(
+    conn: asyncpg.Connection, decision_ids: list[int]
+) -> dict[int, tuple[ApprovalTask, Decision, int | None]]:
+    """Audit rows by id, each with its task and, for an escalation, the next tier's
+    `expires_in` (one statement however many; ids that no longer exist are left out)."""
+    rows = await conn.fetch(
         """
         SELECT d.*, t.id AS t_id, t.workspace, t.run_id, t.summary, t.reversibility, t.status,
                t.resolution, t.timeout_policy, t.required_approvals, t.allow_self_approval,
@@ -169,14 +170,18 @@ async def decision_event(
         FROM decisions d
         JOIN tasks t ON t.id = d.task_id
         LEFT JOIN approver_tiers next ON next.task_id = d.task_id AND next.tier = d.tier + 1
-        WHERE d.id = $1
+        WHERE d.id = ANY($1::bigint[])
         """,
-        decision_id,
+        decision_ids,
     )
-    if row is None:
-        return None
-    task = _task({**dict(row), "id": row["t_id"], "tier": row["t_tier"]})
-    return task, _decision(row), row["next_expires_in"]
+    return {
+        row["id"]: (
+            _task({**dict(row), "id": row["t_id"], "tier": row["t_tier"]}),
+            _decision(row),
+            row["next_expires_in"],
+        )
+        for row in rows
+    }
 
 
 async def task_view(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:
