@@ -7,14 +7,14 @@ Whoever changes a task (decisions, the sweeper, the API) only calls the function
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
 
-from store import outbox, sweep
+from store import outbox, sweep, tasks
 from store.database import Connections
 from store.outbox import OutboxItem
 
@@ -24,6 +24,7 @@ __all__ = [
     "TASK_CHANGED",
     "ChannelPlugin",
     "Fanout",
+    "TaskChange",
     "alert_changed",
     "task_changed",
 ]
@@ -69,11 +70,21 @@ async def workflow_callback(conn: asyncpg.Connection, body: dict[str, Any]) -> s
     return await outbox.enqueue(conn, CALLBACK, {"body": body})
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskChange:
+    """One change of a task, with what channels plan messages by: the task's status, current
+    tier and delivery options as the fan-out read them (None if the task is gone)."""
+
+    task_id: UUID
+    event: str
+    state: Mapping[str, Any] | None
+
+
 class ChannelPlugin(Protocol):
     """A delivery channel: turns task and alert changes into its own outbox work."""
 
-    async def task_changed(
-        self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
+    async def tasks_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None: ...
 
     async def alert_changed(
@@ -99,12 +110,17 @@ class Fanout:
             return
         async with self.pool.acquire() as conn, conn.transaction():
             if "timeouts" in item.payload:
-                changes = await sweep.timeout_changes(conn, item.payload["timeouts"])
+                events = await sweep.timeout_changes(conn, item.payload["timeouts"])
             else:
-                changes = [(UUID(c["task_id"]), c["event"]) for c in item.payload["changes"]]
-            for task_id, event in changes:
-                for channel in self.channels:
-                    await channel.task_changed(conn, item, task_id, event)
+                events = [(UUID(c["task_id"]), c["event"]) for c in item.payload["changes"]]
+            # One read for the whole item, however many tasks a batch changed.
+            states = await tasks.delivery_states(conn, list({task_id for task_id, _ in events}))
+            changes = [
+                TaskChange(task_id=task_id, event=event, state=states.get(task_id))
+                for task_id, event in events
+            ]
+            for channel in self.channels:
+                await channel.tasks_changed(conn, item, changes)
 
     async def alert(self, item: OutboxItem) -> None:
         if not self.channels:

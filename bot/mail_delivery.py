@@ -8,17 +8,18 @@ since the outbox retries until the server is back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
-from uuid import UUID
 
 import aiosmtplib
 import asyncpg
 
 from bot.config import Settings
 from bot.deliveries import NEW_MESSAGE, give_up, queue
+from bot.effects import TaskChange
 from bot.links import LinkSigner
 from bot.mail_compose import MailComposer
 from bot.outbox import GiveUp, RetryLater
@@ -41,19 +42,20 @@ _MAILED_ALERTS = {("spend.soft", "announced"), ("connection", "error")}
 class EmailChannel:
     """Turns task and alert changes into mail outbox items (the channel plugin)."""
 
-    async def task_changed(
-        self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
+    async def tasks_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None:
-        purpose = NEW_MESSAGE
-        if event not in purpose:
-            return  # a sent mail cannot be updated; outcomes reach people in Slack and pages
-        view = await tasks.delivery_state(conn, task_id)
-        if view is None or view["status"] != "pending" or not view["deliver"].get("email", True):
-            return
-        for delivery_id in await deliveries.plan(
-            conn, task_id, view["tier"], purpose[event], channel="email"
-        ):
-            await queue(conn, item, REQUEST, delivery_id, task_id, channel="mail")
+        # A sent mail cannot be updated; outcomes reach people in Slack and on the link pages.
+        for change in changes:
+            state = change.state
+            if change.event not in NEW_MESSAGE or state is None or state["status"] != "pending":
+                continue
+            if not state["deliver"].get("email", True):
+                continue
+            for delivery_id in await deliveries.plan(
+                conn, change.task_id, state["tier"], NEW_MESSAGE[change.event], channel="email"
+            ):
+                await queue(conn, item, REQUEST, delivery_id, change.task_id, channel="mail")
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str

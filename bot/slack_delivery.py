@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deliveries import NEW_MESSAGE, give_up, queue
+from bot.effects import TaskChange
 from bot.outbox import GiveUp, RetryLater
 from bot.slack_alert_blocks import alert_message
 from bot.slack_blocks import approval_message
@@ -90,32 +92,35 @@ class SlackChannel:
 
     pool: Connections
 
-    async def task_changed(
-        self, conn: asyncpg.Connection, item: OutboxItem, task_id: UUID, event: str
+    async def tasks_changed(
+        self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None:
         # Approvers who use the App Home see it change, whichever channel the change came by.
-        for user in await store.home_viewers(conn, task_id):
+        for user in await store.home_viewers(conn, [change.task_id for change in changes]):
             await queue_home(conn, user)
-        view = await tasks.delivery_state(conn, task_id)
-        if view is None or not view["deliver"].get("slack", True):
-            return
-        planned: list[int] = []
-        purpose = NEW_MESSAGE
-        if event in purpose and view["status"] == "pending":
-            planned = await deliveries.plan(
-                conn,
-                task_id,
-                view["tier"],
-                purpose[event],
-                channel="slack",
-                slack_channel=view["deliver"].get("slack_channel"),
-            )
-            for delivery_id in planned:
-                await queue(conn, item, POST, delivery_id, task_id, channel="slack")
-        if event in ("vote", "escalated", *_ENDED):
-            for delivery in await deliveries.deliveries_of(conn, task_id, "slack"):
+        planned: set[int] = set()
+        updated: list[UUID] = []
+        for change in changes:
+            state = change.state
+            if state is None or not state["deliver"].get("slack", True):
+                continue
+            if change.event in NEW_MESSAGE and state["status"] == "pending":
+                for delivery_id in await deliveries.plan(
+                    conn,
+                    change.task_id,
+                    state["tier"],
+                    NEW_MESSAGE[change.event],
+                    channel="slack",
+                    slack_channel=state["deliver"].get("slack_channel"),
+                ):
+                    planned.add(delivery_id)
+                    await queue(conn, item, POST, delivery_id, change.task_id, channel="slack")
+            if change.event in ("vote", "escalated", *_ENDED):
+                updated.append(change.task_id)
+        if updated:
+            for delivery in await deliveries.deliveries_of(conn, updated, "slack"):
                 if delivery.id not in planned:
-                    await queue(conn, item, UPDATE, delivery.id, task_id, channel="slack")
+                    await queue(conn, item, UPDATE, delivery.id, delivery.task_id, channel="slack")
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str

@@ -87,11 +87,14 @@ async def plan(
     return [r["id"] for r in rows]
 
 
-async def deliveries_of(conn: asyncpg.Connection, task_id: UUID, channel: str) -> list[Delivery]:
-    """The task's deliveries on one channel that were not given up on."""
+async def deliveries_of(
+    conn: asyncpg.Connection, task_ids: list[UUID], channel: str
+) -> list[Delivery]:
+    """The tasks' deliveries on one channel that were not given up on, in the order made."""
     rows = await conn.fetch(
-        _SELECT + " WHERE d.task_id = $1 AND d.channel = $2 AND d.status <> 'failed' ORDER BY d.id",
-        task_id,
+        _SELECT + " WHERE d.task_id = ANY($1::uuid[]) AND d.channel = $2 AND d.status <> 'failed'"
+        " ORDER BY d.id",
+        task_ids,
         channel,
     )
     return [Delivery(**dict(r)) for r in rows]

@@ -91,19 +91,20 @@ async def home_seen(conn: asyncpg.Connection, team_id: str, user_id: str) -> Non
     )
 
 
-async def home_viewers(conn: asyncpg.Connection, task_id: UUID) -> list[str]:
-    """Slack users who have opened the App Home and are approvers of the task (any tier),
-    by Slack id or by the email the bot knows for them."""
+async def home_viewers(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[str]:
+    """Slack users who have opened the App Home and are approvers (any tier) of any of the
+    tasks, by Slack id or by the email the bot knows for them; each once."""
     rows = await conn.fetch(
         """
         SELECT u.user_id FROM approvers a
         JOIN slack_users u ON u.user_id = a.slack_user_id AND u.home_seen_at IS NOT NULL
-        WHERE a.task_id = $1
+        WHERE a.task_id = ANY($1::uuid[])
         UNION
         SELECT u.user_id FROM approvers a
         JOIN slack_users u ON lower(u.email) = lower(a.email) AND u.home_seen_at IS NOT NULL
-        WHERE a.task_id = $1
+        WHERE a.task_id = ANY($1::uuid[])
+        ORDER BY 1
         """,
-        task_id,
+        task_ids,
     )
     return [str(r["user_id"]) for r in rows]

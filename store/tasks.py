@@ -31,7 +31,7 @@ __all__ = [
     "Reader",
     "content_hash",
     "decision_events",
-    "delivery_state",
+    "delivery_states",
     "insert",
     "list_page",
     "load_for_decisions",
@@ -344,12 +344,14 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-async def delivery_state(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Record | None:
-    """What a channel needs to plan messages: status, current tier and delivery options."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT status, tier, deliver FROM tasks WHERE id = $1", task_id
+async def delivery_states(
+    conn: asyncpg.Connection, task_ids: list[UUID]
+) -> dict[UUID, asyncpg.Record]:
+    """What channels need to plan messages, by task: status, current tier, delivery options."""
+    rows = await conn.fetch(
+        "SELECT id, status, tier, deliver FROM tasks WHERE id = ANY($1::uuid[])", task_ids
     )
-    return row
+    return {row["id"]: row for row in rows}
 
 
 async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:

@@ -43,6 +43,16 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def quiet(service: Any) -> None:
+    """Wait until the service's outbox has nothing left to send."""
+
+    async def drained() -> bool:
+        _, page = await service.request("GET", "/api/v1/outbox?status=pending")
+        return not page["items"]
+
+    await eventually(drained, what="the outbox to drain")
+
+
 async def move_deadline(conn: Any, task_id: Any, seconds: float) -> None:
     """Make a pending task's current tier end `seconds` from now (negative: already over),
     on its clock and in what the API shows."""

@@ -18,7 +18,7 @@ from tests.slack_support import (
     block_action,
     text_of,
 )
-from tests.support import CallbackReceiver, eventually
+from tests.support import CallbackReceiver, eventually, quiet
 
 
 async def route(service: Service, channel: str = ALERTS) -> None:
@@ -38,16 +38,6 @@ async def event(service: Service, kind: str, body: dict[str, Any]) -> dict[str, 
 
 def posts(slack: SlackApiDouble) -> list[dict[str, Any]]:
     return slack.messages.get(ALERTS, [])
-
-
-async def quiet(service: Service) -> None:
-    """Wait until no Slack work is left in the outbox."""
-
-    async def drained() -> bool:
-        _, page = await service.request("GET", "/api/v1/outbox?status=pending")
-        return not page["items"]
-
-    await eventually(drained, what="the outbox to drain")
 
 
 def link_buttons(message: dict[str, Any]) -> list[str]:

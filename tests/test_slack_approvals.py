@@ -30,7 +30,7 @@ from tests.slack_support import (
     text_of,
     view_submission,
 )
-from tests.support import CallbackReceiver, eventually
+from tests.support import CallbackReceiver, eventually, quiet
 
 
 async def request(service: Service, **changes: Any) -> dict[str, Any]:
@@ -329,6 +329,45 @@ async def test_every_message_is_updated_when_the_task_ends_otherwise(
             slack, lambda u=user: dm(slack, u)[0]["edited"] and dm(slack, u)[0], "update"
         )
         assert label in text_of(message) and buttons(message) == []
+
+
+@pytest.mark.parametrize("ending", ["clicks", "expiry"])
+async def test_requests_ended_together_update_each_message_once(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    receiver: CallbackReceiver,
+    ending: str,
+) -> None:
+    # Decisions made at once are written, and their messages refreshed, in batches: each
+    # message must still be updated once, and Lee's open App Home follow all of them.
+    await slack_user.event(
+        {"type": "app_home_opened", "user": LEE, "tab": "home", "channel": slack.dm_channel(LEE)}
+    )
+    changes = {"expires_in": 1, "reversibility": "recoverable"} if ending == "expiry" else {}
+    for n in range(6):
+        await request(slack_service, run_id=f"run_{n}", **changes)
+    for user in (DANA, LEE):
+        await eventually(lambda u=user: len(dm(slack, u)) == 6, what=f"six DMs to {user}")
+    await eventually(
+        lambda: "6 approvals waiting for you" in json.dumps(slack.home.get(LEE)), what="home"
+    )
+    if ending == "clicks":
+        clicks = [slack_user.click(m, "taskjuice_approve", DANA) for m in dm(slack, DANA)]
+        assert {status for status, _ in await asyncio.gather(*clicks)} == {200}
+    await eventually(lambda: len(receiver.delivered) == 6, what="six callbacks")
+    label = f"Approved* by <@{DANA}>" if ending == "clicks" else "denied by the timeout policy"
+    every = [(user, n) for user in (DANA, LEE) for n in range(6)]
+    await eventually(
+        lambda: all(label in text_of(dm(slack, u)[n]) for u, n in every), what="every update"
+    )
+    await eventually(
+        lambda: "Nothing waiting for you" in json.dumps(slack.home.get(LEE)), what="home"
+    )
+    await quiet(slack_service)
+    assert [dm(slack, u)[n]["edited"] for u, n in every] == [1] * 12
+    assert len(slack.calls_to("chat.update")) == 12
+    assert len(slack.calls_to("chat.postMessage")) == 12
 
 
 HOSTILE = "<!channel> <https://evil.test|click here> & <@U0MAL0001>"
