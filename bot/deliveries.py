@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from uuid import UUID
 
 import asyncpg
@@ -34,18 +35,23 @@ async def queue(
     conn: asyncpg.Connection,
     change: OutboxItem,
     kind: str,
-    delivery_id: int,
-    task_id: UUID,
+    deliveries: Iterable[tuple[int, UUID]],
     *,
     channel: str,
 ) -> None:
-    """Queue one item about one delivery. Items about one delivery leave in order (a post
-    before its updates); ids derive from the change, so handling it twice queues nothing twice."""
-    await outbox.enqueue(
+    """Queue one item about each of `deliveries` (delivery id, task id), in one statement.
+    Items about one delivery leave in order (a post before its updates); ids derive from the
+    change, so handling it twice queues nothing twice."""
+    await outbox.enqueue_all(
         conn,
         kind,
-        {"delivery_id": delivery_id},
-        task_id=task_id,
-        ordering_key=f"{channel}:{delivery_id}",
-        message_id=f"{change.message_id}:{kind}:{delivery_id}",
+        [
+            outbox.NewItem(
+                payload={"delivery_id": delivery_id},
+                task_id=task_id,
+                ordering_key=f"{channel}:{delivery_id}",
+                message_id=f"{change.message_id}:{kind}:{delivery_id}",
+            )
+            for delivery_id, task_id in deliveries
+        ],
     )

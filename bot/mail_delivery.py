@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
+from uuid import UUID
 
 import aiosmtplib
 import asyncpg
@@ -46,16 +47,18 @@ class EmailChannel:
         self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None:
         # A sent mail cannot be updated; outcomes reach people in Slack and on the link pages.
+        requests: list[tuple[int, UUID]] = []
         for change in changes:
             state = change.state
             if change.event not in NEW_MESSAGE or state is None or state["status"] != "pending":
                 continue
             if not state["deliver"].get("email", True):
                 continue
-            for delivery_id in await deliveries.plan(
+            planned = await deliveries.plan(
                 conn, change.task_id, state["tier"], NEW_MESSAGE[change.event], channel="email"
-            ):
-                await queue(conn, item, REQUEST, delivery_id, change.task_id, channel="mail")
+            )
+            requests += [(delivery_id, change.task_id) for delivery_id in planned]
+        await queue(conn, item, REQUEST, requests, channel="mail")
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str

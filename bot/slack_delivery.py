@@ -98,29 +98,35 @@ class SlackChannel:
         # Approvers who use the App Home see it change, whichever channel the change came by.
         for user in await store.home_viewers(conn, [change.task_id for change in changes]):
             await queue_home(conn, user)
-        planned: set[int] = set()
+        posts: list[tuple[int, UUID]] = []
         updated: list[UUID] = []
         for change in changes:
             state = change.state
             if state is None or not state["deliver"].get("slack", True):
                 continue
             if change.event in NEW_MESSAGE and state["status"] == "pending":
-                for delivery_id in await deliveries.plan(
+                planned = await deliveries.plan(
                     conn,
                     change.task_id,
                     state["tier"],
                     NEW_MESSAGE[change.event],
                     channel="slack",
                     slack_channel=state["deliver"].get("slack_channel"),
-                ):
-                    planned.add(delivery_id)
-                    await queue(conn, item, POST, delivery_id, change.task_id, channel="slack")
+                )
+                posts += [(delivery_id, change.task_id) for delivery_id in planned]
             if change.event in ("vote", "escalated", *_ENDED):
                 updated.append(change.task_id)
+        await queue(conn, item, POST, posts, channel="slack")
         if updated:
-            for delivery in await deliveries.deliveries_of(conn, updated, "slack"):
-                if delivery.id not in planned:
-                    await queue(conn, item, UPDATE, delivery.id, delivery.task_id, channel="slack")
+            new = {delivery_id for delivery_id, _ in posts}
+            shown = await deliveries.deliveries_of(conn, updated, "slack")
+            await queue(
+                conn,
+                item,
+                UPDATE,
+                [(d.id, d.task_id) for d in shown if d.id not in new],
+                channel="slack",
+            )
 
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,10 +14,12 @@ import asyncpg
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "NewItem",
     "OutboxItem",
     "OutboxStats",
     "claim_due",
     "enqueue",
+    "enqueue_all",
     "enqueue_unless_waiting",
     "forget_sent",
     "list_items",
@@ -78,6 +82,35 @@ async def enqueue(
         message_id,
     )
     return message_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewItem:
+    """One piece of work to add with others of its kind (see `enqueue_all`)."""
+
+    payload: dict[str, Any]
+    message_id: str
+    task_id: UUID | None = None
+    ordering_key: str | None = None
+
+
+async def enqueue_all(conn: asyncpg.Connection, kind: str, items: Sequence[NewItem]) -> None:
+    """Add many items of one kind in one statement, in order, in the caller's transaction;
+    as with `enqueue`, a message id already queued adds nothing."""
+    if not items:
+        return
+    await conn.execute(
+        "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
+        " SELECT $1, u.payload::jsonb, u.task_id, u.ordering_key, u.message_id"
+        " FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY"
+        "  AS u(payload, task_id, ordering_key, message_id, n)"
+        " ORDER BY u.n ON CONFLICT (message_id) DO NOTHING",
+        kind,
+        [json.dumps(item.payload) for item in items],
+        [item.task_id for item in items],
+        [item.ordering_key for item in items],
+        [item.message_id for item in items],
+    )
 
 
 async def enqueue_unless_waiting(

@@ -13,8 +13,11 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
-from bot.app_keys import BACKGROUND_POOL
+from bot.app_keys import BACKGROUND_POOL, POOL
 from bot.devkit.slack_api import Fault, SlackApiDouble
+from bot.effects import Fanout
+from bot.slack_delivery import SlackChannel
+from store.outbox import OutboxItem
 from tests.conftest import Service, approval_body
 from tests.slack_support import (
     APPROVALS,
@@ -368,6 +371,18 @@ async def test_requests_ended_together_update_each_message_once(
     assert [dm(slack, u)[n]["edited"] for u, n in every] == [1] * 12
     assert len(slack.calls_to("chat.update")) == 12
     assert len(slack.calls_to("chat.postMessage")) == 12
+    # A change item handled again (a worker died before recording it as sent) adds no message
+    # work; only App Home refreshes, which show the current state, may be queued again.
+    pool = slack_service.app[POOL]
+    fanout = Fanout(pool, channels=[SlackChannel(pool)])
+    work = "SELECT count(*) FROM outbox WHERE kind <> 'slack.home'"
+    async with pool.acquire() as conn:
+        queued = await conn.fetchval(work)
+        changes = await conn.fetch("SELECT * FROM outbox WHERE kind = 'task.changed'")
+    for row in changes:
+        await fanout.task(OutboxItem(**{f: row[f] for f in OutboxItem.__slots__}))
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(work) == queued
 
 
 HOSTILE = "<!channel> <https://evil.test|click here> & <@U0MAL0001>"
