@@ -8,12 +8,14 @@ callbacks go through the outbox, so nothing slow runs before the answer to Slack
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
@@ -98,21 +100,51 @@ def build_bolt(
         logger=logging.getLogger("taskjuice.slack.bolt"),
     )
     edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)
-    bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(edge.on_approve)
-    bolt.action(re.compile(f"^{DENY_ACTION}$"))(edge.on_deny)
-    bolt.action(re.compile(f"^{RESUME_ACTION}$"))(edge.on_resume)
+    bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(_ours(edge.on_approve))
+    bolt.action(re.compile(f"^{DENY_ACTION}$"))(_ours(edge.on_deny))
+    bolt.action(re.compile(f"^{RESUME_ACTION}$"))(_ours(edge.on_resume))
     bolt.action(
         re.compile("^taskjuice_(open_inbox|adjust_cap|reconnect|runs|connections|open_workflow)$")
-    )(edge.on_link)
-    bolt.view(re.compile(f"^{DENY_MODAL}$"))(edge.on_deny_submit)
-    bolt.command("/taskjuice")(edge.on_command)
-    bolt.event("app_home_opened")(edge.on_home_opened)
+    )(_ours(edge.on_link))
+    bolt.view(re.compile(f"^{DENY_MODAL}$"))(_ours(edge.on_deny_submit))
+    bolt.command("/taskjuice")(_ours(edge.on_command))
+    bolt.event("app_home_opened")(_ours(edge.on_home_opened))
     bolt.error(_on_error)
     return bolt
 
 
+class ListenerFailed(Exception):
+    """A listener failed on a payload Bolt had read: the service's fault, not the sender's."""
+
+
+def _ours(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A listener whose unexpected errors answer 500 and are logged with their traceback.
+
+    Listeners read payloads defensively, so an error inside one (a row the code cannot read,
+    a bug) must not pass for an unreadable payload (400) the way Bolt's own parsing errors do.
+    """
+
+    @functools.wraps(listener)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            await listener(*args, **kwargs)
+        except UNAVAILABLE:
+            raise
+        except Exception as exc:
+            raise ListenerFailed(listener.__name__) from exc
+
+    return run
+
+
 async def _on_error(error: Exception) -> BoltResponse | None:
-    """A signed payload Bolt cannot read is bad input (400), not a server error."""
+    """A signed payload Bolt cannot read is bad input (400); a listener's failure is ours (500)."""
+    if isinstance(error, ListenerFailed):
+        log.error(
+            "Slack listener failed",
+            exc_info=error.__cause__,
+            extra={"event": "slack.listener_failed", "listener": str(error)},
+        )
+        return BoltResponse(status=500, body="")
     if isinstance(error, (KeyError, TypeError, ValueError, AttributeError, IndexError)):
         log.warning(
             "unreadable Slack payload",
@@ -130,6 +162,20 @@ async def _on_error(error: Exception) -> BoltResponse | None:
     return None
 
 
+def _text(data: Any, *path: str | int) -> str:
+    """The string at `path` in a payload (keys of objects, indexes of arrays), or "" where
+    the payload has anything else there, or a string PostgreSQL cannot store (NUL):
+    listeners never trust a payload's shape."""
+    for step in path:
+        if isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data):
+            data = data[step]
+        elif isinstance(step, str) and isinstance(data, dict):
+            data = data.get(step)
+        else:
+            return ""
+    return data if isinstance(data, str) and "\x00" not in data else ""
+
+
 class _SlackEdge:
     """The listeners; each parses, calls one function of `bot/`, and answers."""
 
@@ -145,9 +191,8 @@ class _SlackEdge:
     @staticmethod
     def _person(body: dict[str, Any]) -> Actor:
         """Who clicked, by Slack ids (a decision finds their email in its own read)."""
-        user = body.get("user") or {}
-        user_id = str(user.get("id", ""))
-        team = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
+        user_id = _text(body, "user", "id")
+        team = _text(body, "team", "id") or _text(body, "user", "team_id")
         return Actor(slack_user_id=user_id or None, slack_team_id=team or None)
 
     async def _actor(self, body: dict[str, Any]) -> Actor:
@@ -175,8 +220,8 @@ class _SlackEdge:
             return None
         client = {
             "team_id": actor.slack_team_id,
-            "channel": (body.get("channel") or {}).get("id"),
-            "message_ts": (body.get("container") or {}).get("message_ts"),
+            "channel": _text(body, "channel", "id") or None,
+            "message_ts": _text(body, "container", "message_ts") or None,
         }
 
         async def decide(who: Actor) -> DecisionResult:
@@ -227,10 +272,10 @@ class _SlackEdge:
 
     async def _tell(self, body: dict[str, Any], result: DecisionResult | None) -> None:
         """Explain a refusal to the person, privately, through the outbox."""
-        user = (body.get("user") or {}).get("id")
-        channel = (body.get("channel") or {}).get("id")
+        user = _text(body, "user", "id")
+        channel = _text(body, "channel", "id")
         explain_it = bool(channel) and (result is None or not result.changed)
-        refresh_home = (body.get("container") or {}).get("type") == "view" or not channel
+        refresh_home = _text(body, "container", "type") == "view" or not channel
         if not user or not (explain_it or refresh_home):
             return  # the common case, a click that counted: no second transaction
         async with self.pool.acquire() as conn, conn.transaction():
@@ -240,27 +285,26 @@ class _SlackEdge:
                 await outbox.enqueue(
                     conn, EPHEMERAL, {"channel": channel, "user": user, "text": text}
                 )
-            if refresh_home and user:
-                await queue_home(conn, str(user))
+            if refresh_home:
+                await queue_home(conn, user)
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        action = (body.get("actions") or [{}])[0]
-        result = await self._decide(body, str(action.get("value", "")), Outcome.APPROVE)
+        result = await self._decide(body, _text(body, "actions", 0, "value"), Outcome.APPROVE)
         await self._tell(body, result)
         await ack()
 
     async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        action = (body.get("actions") or [{}])[0]
-        parsed = parse_button_value(str(action.get("value", "")))
-        trigger = body.get("trigger_id")
+        value = _text(body, "actions", 0, "value")
+        parsed = parse_button_value(value)
+        trigger = _text(body, "trigger_id")
         await ack()
         if parsed is None or not trigger:
             return
         meta = json.dumps(
             {
-                "v": action["value"],
-                "c": (body.get("channel") or {}).get("id"),
-                "k": (body.get("container") or {}).get("type"),
+                "v": value,
+                "c": _text(body, "channel", "id"),
+                "k": _text(body, "container", "type"),
             }
         )
         async with self.pool.acquire() as conn:
@@ -286,12 +330,13 @@ class _SlackEdge:
             )
 
     async def on_deny_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        view = body.get("view") or {}
         try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-            reason = view["state"]["values"]["reason"]["reason"].get("value") or None
-        except (ValueError, KeyError, TypeError, AttributeError):
-            meta, reason = {}, None
+            meta = json.loads(_text(body, "view", "private_metadata") or "{}")
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            meta = {}
+        reason = _text(body, "view", "state", "values", "reason", "reason", "value") or None
         body = body | {
             "channel": {"id": meta.get("c")} if meta.get("c") else None,
             "container": {"type": meta.get("k")},
@@ -305,8 +350,7 @@ class _SlackEdge:
         await ack(response_action="update", view=notice_view("Not recorded", explain(result, task)))
 
     async def on_resume(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        action = (body.get("actions") or [{}])[0]
-        raw = str(action.get("value", ""))
+        raw = _text(body, "actions", 0, "value")
         actor = await self._actor(body)
         if raw.isdigit() and actor.slack_user_id:
             await alerts.request_resume(self.pool, int(raw), actor.as_json(), "slack")

@@ -504,6 +504,54 @@ async def test_malformed_payloads_decide_nothing_and_never_fail(
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
 
 
+async def test_a_click_with_junk_in_fields_it_does_not_need_still_counts(
+    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+) -> None:
+    # Who clicked which button is intact; where it was clicked is not (a list, a NUL that
+    # PostgreSQL cannot store): the decision stands, and nothing fails on the rest.
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    approve = next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "taskjuice_approve"
+    )
+    payload = block_action(message, approve, DANA)
+    payload["channel"] = [message["channel"]]
+    payload["container"] = {"type": "message", "message_ts": "1700000000.0001\x00"}
+    status, _ = await slack_user.interact(payload)
+    assert status == 200
+    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    assert view["status"] == "approved"
+
+
+async def test_a_click_the_service_fails_on_answers_500_and_decides_nothing(
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    pool: asyncpg.Pool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The payload is fine; the fault is the service's (a row no version of it could write), so
+    # it is not reported as an unreadable payload: Slack shows the person it failed.
+    task = await request(slack_service)
+    message = await first_dm(slack, DANA)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE tasks SET requested_by = '{\"unheard_of\": 1}' WHERE id = $1", task["id"]
+        )
+    status, _ = await slack_user.click(message, "taskjuice_approve", DANA)
+    assert status == 500
+    [failure] = [r for r in caplog.records if getattr(r, "event", "") == "slack.listener_failed"]
+    assert failure.levelname == "ERROR" and failure.exc_info is not None
+    assert not [r for r in caplog.records if getattr(r, "event", "") == "slack.bad_payload"]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
+        assert await conn.fetchval("SELECT status FROM tasks") == "pending"
+
+
 @pytest.mark.parametrize("kind", ["ratelimited", "http", "drop", "error"])
 async def test_a_failing_post_ends_in_exactly_one_message(
     slack_service: Service, slack: SlackApiDouble, kind: str
