@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,6 +35,7 @@ __all__ = [
     "percentile",
     "postgres_cpu_seconds",
     "run_load",
+    "settle",
     "sign",
 ]
 
@@ -115,6 +117,14 @@ async def pending_tasks(
         approver,
     )
     return [str(r["task_id"]) for r in rows]
+
+
+async def settle(conn: asyncpg.Connection) -> None:
+    """After a setup: vacuum, analyze and write its pages out now, so that neither autovacuum
+    nor a checkpoint of the setup's writes lands inside the measured run."""
+    await conn.execute("VACUUM ANALYZE")
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await conn.execute("CHECKPOINT")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from bench.harness import (
     percentile,
     postgres_cpu_seconds,
     run_load,
+    settle,
     sign,
 )
 from bot.devkit.callback_receiver import PlatformReceiver
@@ -43,6 +44,7 @@ async def _interactivity(
             conn = await connect(db)
             try:
                 ids = await pending_tasks(conn, int(seconds * (4000 if connections > 1 else 1500)))
+                await settle(conn)
             finally:
                 await conn.close()
             bodies = [click_body(i) for i in ids]

@@ -5,15 +5,12 @@ spent per task by the workers and by their PostgreSQL backends."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import statistics
 import time
 from typing import Any
 
-import asyncpg
-
-from bench.harness import cpu_seconds
+from bench.harness import cpu_seconds, settle
 from bench.workload import insert_overdue_tasks
 from bot.sweeper import BATCH
 from store import sweep
@@ -60,10 +57,7 @@ async def _one_run(url: str, tasks: int, workers: int, batch: int) -> dict[str, 
     try:
         await conn.execute("TRUNCATE tasks, approver_tiers, approvers, decisions, outbox CASCADE")
         await insert_overdue_tasks(conn, tasks, policies=("deny", "proceed", "escalate"))
-        await conn.execute("VACUUM ANALYZE")
-        # Write the setup's pages out now, not in the middle of the measured run.
-        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("CHECKPOINT")
+        await settle(conn)
     finally:
         await conn.close()
     ctx = multiprocessing.get_context("spawn")
