@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
-from uuid import UUID
 
 import aiosmtplib
 import asyncpg
@@ -47,17 +46,19 @@ class EmailChannel:
         self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None:
         # A sent mail cannot be updated; outcomes reach people in Slack and on the link pages.
-        requests: list[tuple[int, UUID]] = []
-        for change in changes:
-            state = change.state
-            if change.event not in NEW_MESSAGE or state is None or state["status"] != "pending":
-                continue
-            if not state["deliver"].get("email", True):
-                continue
-            planned = await deliveries.plan(
-                conn, change.task_id, state["tier"], NEW_MESSAGE[change.event], channel="email"
+        wanted = [
+            deliveries.Planned(
+                task_id=change.task_id,
+                tier=change.state["tier"],
+                purpose=NEW_MESSAGE[change.event],
             )
-            requests += [(delivery_id, change.task_id) for delivery_id in planned]
+            for change in changes
+            if change.event in NEW_MESSAGE
+            and change.state is not None
+            and change.state["status"] == "pending"
+            and change.state["deliver"].get("email", True)
+        ]
+        requests = await deliveries.plan(conn, wanted, channel="email")
         await queue(conn, item, REQUEST, requests, channel="mail")
 
     async def alert_changed(

@@ -98,33 +98,40 @@ class SlackChannel:
         # Approvers who use the App Home see it change, whichever channel the change came by.
         for user in await store.home_viewers(conn, [change.task_id for change in changes]):
             await queue_home(conn, user)
-        posts: list[tuple[int, UUID]] = []
-        updated: list[UUID] = []
+        wanted: list[deliveries.Planned] = []
+        # Tasks whose messages to update, each with the tier they must be below: an escalation
+        # updates the earlier tiers' messages and posts the new tier's (so, handled twice, it
+        # queues nothing new); other changes update every message.
+        updated: dict[UUID, int | None] = {}
         for change in changes:
             state = change.state
             if state is None or not state["deliver"].get("slack", True):
                 continue
             if change.event in NEW_MESSAGE and state["status"] == "pending":
-                planned = await deliveries.plan(
-                    conn,
-                    change.task_id,
-                    state["tier"],
-                    NEW_MESSAGE[change.event],
-                    channel="slack",
-                    slack_channel=state["deliver"].get("slack_channel"),
+                wanted.append(
+                    deliveries.Planned(
+                        task_id=change.task_id,
+                        tier=state["tier"],
+                        purpose=NEW_MESSAGE[change.event],
+                        slack_channel=state["deliver"].get("slack_channel"),
+                    )
                 )
-                posts += [(delivery_id, change.task_id) for delivery_id in planned]
             if change.event in ("vote", "escalated", *_ENDED):
-                updated.append(change.task_id)
+                escalated = change.event == "escalated" and change.task_id not in updated
+                updated[change.task_id] = state["tier"] if escalated else None
+        posts = await deliveries.plan(conn, wanted, channel="slack")
         await queue(conn, item, POST, posts, channel="slack")
         if updated:
-            new = {delivery_id for delivery_id, _ in posts}
-            shown = await deliveries.deliveries_of(conn, updated, "slack")
+            shown = await deliveries.deliveries_of(conn, list(updated), "slack")
             await queue(
                 conn,
                 item,
                 UPDATE,
-                [(d.id, d.task_id) for d in shown if d.id not in new],
+                [
+                    (d.id, d.task_id)
+                    for d in shown
+                    if (below := updated[d.task_id]) is None or d.tier < below
+                ],
                 channel="slack",
             )
 

@@ -6,6 +6,7 @@ finds it; planning the same one twice adds nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -13,6 +14,7 @@ import asyncpg
 
 __all__ = [
     "Delivery",
+    "Planned",
     "deliveries_of",
     "delivery",
     "mark_failed",
@@ -49,42 +51,54 @@ FROM deliveries d LEFT JOIN approvers a ON a.id = d.approver_id
 """
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Planned:
+    """One tier's messages to plan for a task: to its approvers, or one post in a channel."""
+
+    task_id: UUID
+    tier: int
+    purpose: str
+    slack_channel: str | None = None
+
+
 async def plan(
-    conn: asyncpg.Connection,
-    task_id: UUID,
-    tier: int,
-    purpose: str,
-    *,
-    channel: str,
-    slack_channel: str | None = None,
-) -> list[int]:
-    """Plan one tier's messages on `channel` ('slack' or 'email'): one per approver (with an
-    email address, for mail), or one post in `slack_channel`. Returns the ids planned now."""
-    if slack_channel is not None:
-        rows = await conn.fetch(
-            "INSERT INTO deliveries (task_id, tier, channel, purpose, status, slack_channel,"
-            " recipient) VALUES ($1, $2, 'slack', $3, 'queued', $4, $4)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            task_id,
-            tier,
-            purpose,
-            slack_channel,
+    conn: asyncpg.Connection, wanted: Sequence[Planned], *, channel: str
+) -> list[tuple[int, UUID]]:
+    """Plan messages on `channel` ('slack' or 'email') for many tasks in one statement: one per
+    approver of the tier (with an email address, for mail), or one post in `slack_channel`.
+    Returns (delivery id, task id) of those planned now, in order; planned ones are skipped."""
+    if not wanted:
+        return []
+    rows = await conn.fetch(
+        """
+        WITH wanted AS (
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
+                WITH ORDINALITY AS w(task_id, tier, purpose, slack_channel, n)
+        ), messages AS (
+            SELECT w.n, 0::bigint AS approver, w.task_id, w.tier, NULL::bigint AS approver_id,
+                   w.purpose, w.slack_channel, w.slack_channel AS recipient,
+                   NULL::text AS mail_to
+            FROM wanted w WHERE w.slack_channel IS NOT NULL
+            UNION ALL
+            SELECT w.n, a.id, w.task_id, w.tier, a.id, w.purpose, NULL, a.id::text,
+                   CASE WHEN $5 = 'email' THEN a.email END
+            FROM wanted w JOIN approvers a ON a.task_id = w.task_id AND a.tier = w.tier
+            WHERE w.slack_channel IS NULL AND ($5 <> 'email' OR a.email IS NOT NULL)
         )
-    else:
-        rows = await conn.fetch(
-            "INSERT INTO deliveries (task_id, tier, approver_id, channel, purpose, status,"
-            " recipient, mail_to)"
-            " SELECT task_id, tier, id, $4, $3, 'queued', id::text,"
-            "        CASE WHEN $4 = 'email' THEN email END"
-            " FROM approvers WHERE task_id = $1 AND tier = $2"
-            "   AND ($4 <> 'email' OR email IS NOT NULL)"
-            " ORDER BY approvers.id ON CONFLICT DO NOTHING RETURNING id",
-            task_id,
-            tier,
-            purpose,
-            channel,
-        )
-    return [r["id"] for r in rows]
+        INSERT INTO deliveries (task_id, tier, approver_id, channel, purpose, status,
+                                slack_channel, recipient, mail_to)
+        SELECT task_id, tier, approver_id, $5, purpose, 'queued', slack_channel, recipient,
+               mail_to
+        FROM messages ORDER BY n, approver
+        ON CONFLICT DO NOTHING RETURNING id, task_id
+        """,
+        [w.task_id for w in wanted],
+        [w.tier for w in wanted],
+        [w.purpose for w in wanted],
+        [w.slack_channel for w in wanted],
+        channel,
+    )
+    return sorted((r["id"], r["task_id"]) for r in rows)
 
 
 async def deliveries_of(

@@ -371,9 +371,39 @@ async def test_requests_ended_together_update_each_message_once(
     assert [dm(slack, u)[n]["edited"] for u, n in every] == [1] * 12
     assert len(slack.calls_to("chat.update")) == 12
     assert len(slack.calls_to("chat.postMessage")) == 12
-    # A change item handled again (a worker died before recording it as sent) adds no message
-    # work; only App Home refreshes, which show the current state, may be queued again.
-    pool = slack_service.app[POOL]
+    await handling_changes_again_adds_nothing(slack_service)
+
+
+async def test_requests_escalated_together_reach_the_next_tier_once_each(
+    slack_service: Service, slack: SlackApiDouble, receiver: CallbackReceiver
+) -> None:
+    for n in range(6):
+        await request(
+            slack_service,
+            run_id=f"run_{n}",
+            expires_in=1,
+            timeout_policy="escalate",
+            escalation=[{"approvers": [{"email": "cfo@acme.test"}], "expires_in": 600}],
+        )
+    await eventually(lambda: len(dm(slack, CFO)) == 6, what="six DMs to the next tier")
+    await eventually(lambda: len(receiver.delivered) == 6, what="six escalation callbacks")
+    every = [(user, n) for user in (DANA, LEE) for n in range(6)]
+    await eventually(
+        lambda: all("Escalated* to" in text_of(dm(slack, u)[n]) for u, n in every),
+        what="every first-tier message",
+    )
+    await quiet(slack_service)
+    assert [dm(slack, u)[n]["edited"] for u, n in every] == [1] * 12
+    assert all(buttons(m) == ["taskjuice_approve", "taskjuice_deny"] for m in dm(slack, CFO))
+    tasks_shown = {m["metadata"]["event_payload"]["task_id"] for m in dm(slack, CFO)}
+    assert len(tasks_shown) == 6 and len(slack.calls_to("chat.postMessage")) == 18
+    await handling_changes_again_adds_nothing(slack_service)
+
+
+async def handling_changes_again_adds_nothing(service: Service) -> None:
+    """A change item handled again (a worker died before recording it as sent) adds no message
+    work; only App Home refreshes, which show the current state, may be queued again."""
+    pool = service.app[POOL]
     fanout = Fanout(pool, channels=[SlackChannel(pool)])
     work = "SELECT count(*) FROM outbox WHERE kind <> 'slack.home'"
     async with pool.acquire() as conn:
