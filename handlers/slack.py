@@ -33,7 +33,7 @@ from bot import alerts, decisions
 from bot.config import Settings
 from bot.decisions import DecisionResult, Verdict
 from bot.domain import Actor, Channel, Outcome
-from bot.errors import NotFound
+from bot.errors import BotError, NotFound
 from bot.explain import explain
 from bot.metrics import Metrics
 from bot.schemas import WORKSPACE_PATTERN
@@ -113,8 +113,10 @@ def build_bolt(
     return bolt
 
 
-class ListenerFailed(Exception):
+class ListenerFailed(BotError):
     """A listener failed on a payload Bolt had read: the service's fault, not the sender's."""
+
+    status = 500
 
 
 def _ours(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -142,9 +144,9 @@ async def _on_error(error: Exception) -> BoltResponse | None:
         log.error(
             "Slack listener failed",
             exc_info=error.__cause__,
-            extra={"event": "slack.listener_failed", "listener": str(error)},
+            extra={"event": "slack.listener_failed", "listener": error.message},
         )
-        return BoltResponse(status=500, body="")
+        return BoltResponse(status=error.status, body="")
     if isinstance(error, (KeyError, TypeError, ValueError, AttributeError, IndexError)):
         log.warning(
             "unreadable Slack payload",
