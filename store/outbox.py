@@ -71,16 +71,10 @@ async def enqueue(
     given `message_id` that is already queued adds nothing, so re-running a fan-out is harmless.
     """
     message_id = message_id or f"msg_{uuid.uuid4().hex}"
-    # A statement trigger (migration 0004) NOTIFYs the dispatchers when this commits.
-    await conn.execute(
-        "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
-        kind,
-        payload,
-        task_id,
-        ordering_key,
-        message_id,
+    item = NewItem(
+        payload=payload, message_id=message_id, task_id=task_id, ordering_key=ordering_key
     )
+    await enqueue_all(conn, kind, [item])
     return message_id
 
 
@@ -99,6 +93,7 @@ async def enqueue_all(conn: asyncpg.Connection, kind: str, items: Sequence[NewIt
     as with `enqueue`, a message id already queued adds nothing."""
     if not items:
         return
+    # A statement trigger (migration 0004) NOTIFYs the dispatchers when this commits.
     await conn.execute(
         "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
         " SELECT $1, u.payload::jsonb, u.task_id, u.ordering_key, u.message_id"
