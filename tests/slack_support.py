@@ -67,13 +67,7 @@ class SlackUserAgent:
         self, message: dict[str, Any], action_id: str, user: str, **kwargs: Any
     ) -> tuple[int, str]:
         """Press a button of a message the double holds, as `user`."""
-        element = next(
-            e
-            for b in message["blocks"]
-            if b["type"] == "actions"
-            for e in b["elements"]
-            if e["action_id"] == action_id
-        )
+        element = button(message, action_id)
         return await self.interact(block_action(message, element, user), **kwargs)
 
     async def command(self, text: str, user: str, channel: str = APPROVALS) -> tuple[int, str]:
@@ -154,6 +148,18 @@ def view_submission(view: dict[str, Any], user: str, reason: str | None) -> dict
             }
         },
     }
+
+
+def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    """The element of a message's actions block with `action_id`."""
+    element: dict[str, Any] = next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == action_id
+    )
+    return element
 
 
 def buttons(message: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ from tests.slack_support import (
     MALLORY,
     SlackUserAgent,
     block_action,
+    button,
     text_of,
 )
 from tests.support import CallbackReceiver, eventually, quiet
@@ -242,13 +243,7 @@ async def test_app_home_lists_pending_approvals_with_working_buttons(
     assert status == 200
     home = await eventually(lambda: slack.home.get(LEE), what="the home tab")
     assert home["type"] == "home" and "1 approval waiting for you" in json.dumps(home)
-    approve = next(
-        e
-        for b in home["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == "taskjuice_approve"
-    )
+    approve = button(home, "taskjuice_approve")
     payload = block_action({"ts": "", "channel": "", "text": "", "blocks": []}, approve, LEE)
     payload["container"] = {"type": "view", "view_id": "V1"}
     payload.pop("channel")

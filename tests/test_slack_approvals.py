@@ -28,6 +28,7 @@ from tests.slack_support import (
     OPS,
     SlackUserAgent,
     block_action,
+    button,
     buttons,
     sign,
     text_of,
@@ -74,13 +75,7 @@ async def test_each_approver_gets_a_dm_with_the_request(
             },
         }
         assert buttons(message) == ["taskjuice_approve", "taskjuice_deny"]
-        approve = next(
-            e
-            for b in message["blocks"]
-            if b["type"] == "actions"
-            for e in b["elements"]
-            if e["action_id"] == "taskjuice_approve"
-        )
+        approve = button(message, "taskjuice_approve")
         assert (
             approve["style"] == "primary"
             and "cannot be undone" in approve["confirm"]["text"]["text"]
@@ -469,13 +464,7 @@ async def test_forged_or_stale_signatures_are_refused(
     forged = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}
     status, _ = await slack_user.click(message, "taskjuice_approve", DANA, headers=forged)
     assert status == 401
-    element = next(
-        e
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == "taskjuice_approve"
-    )
+    element = button(message, "taskjuice_approve")
     raw = urlencode({"payload": json.dumps(block_action(message, element, DANA))}).encode()
     stale = sign(raw, timestamp=int(time.time()) - 600)
     status, _ = await slack_user.send(raw, "application/x-www-form-urlencoded", stale)
@@ -541,13 +530,7 @@ async def test_a_click_with_junk_in_fields_it_does_not_need_still_counts(
     # PostgreSQL cannot store): the decision stands, and nothing fails on the rest.
     task = await request(slack_service)
     message = await first_dm(slack, DANA)
-    approve = next(
-        e
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == "taskjuice_approve"
-    )
+    approve = button(message, "taskjuice_approve")
     payload = block_action(message, approve, DANA)
     payload["channel"] = [message["channel"]]
     payload["container"] = {"type": "message", "message_ts": "1700000000.0001\x00"}
@@ -637,13 +620,7 @@ async def test_socket_mode_receives_clicks_without_a_public_endpoint(
         message = await first_dm(slack, DANA)
         status, _ = await svc.request("POST", "/slack/events", token=None, data=b"{}")
         assert status == 404  # no HTTP endpoint in Socket Mode
-        element = next(
-            e
-            for b in message["blocks"]
-            if b["type"] == "actions"
-            for e in b["elements"]
-            if e["action_id"] == "taskjuice_approve"
-        )
+        element = button(message, "taskjuice_approve")
         envelope = await slack.socket_send("interactive", block_action(message, element, DANA))
         await eventually(lambda: envelope in slack.socket_acks, what="the envelope's ack")
         _, view = await svc.request("GET", f"/api/v1/approvals/{task['id']}")
