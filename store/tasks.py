@@ -476,9 +476,10 @@ WITH input AS (
     RETURNING i.*
 ), stopped AS (
     -- An ended task's clock stops. Reading `task` makes this wait for the update above, so a
-    -- decision takes the task's row lock before its timer's (as the sweeper does).
-    DELETE FROM task_timers tt USING task
-    WHERE tt.task_id = task.task_id AND task.status IS NOT NULL
+    -- decision takes the task's row lock before its timer's (as the sweeper does). The clocks
+    -- are named as an array, which is looked up in the index whatever the statistics say.
+    DELETE FROM task_timers tt
+    WHERE tt.task_id = ANY (ARRAY(SELECT task_id FROM task WHERE status IS NOT NULL))
 ), d AS (
     INSERT INTO decisions (id, task_id, tier, approver_id, action, via, actor_email,
         actor_slack_user_id, actor_slack_team_id, reason, client)

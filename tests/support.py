@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+import pytest
 from aiohttp import ClientSession, web
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +56,48 @@ async def quiet(service: Any) -> None:
         return not page["items"]
 
     await eventually(drained, what="the outbox to drain")
+
+
+@contextlib.asynccontextmanager
+async def statement_plans(conn: asyncpg.Connection) -> AsyncIterator[list[str]]:
+    """The plans PostgreSQL carries out for the statements run inside, those inside functions
+    included (auto_explain); skips the test where the server will not load auto_explain."""
+    try:
+        await conn.execute("LOAD 'auto_explain'")
+    except asyncpg.InsufficientPrivilegeError:
+        pytest.skip("auto_explain needs a superuser")
+    plans: list[str] = []
+
+    def listen(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        plans.append(message.message)
+
+    conn.add_log_listener(listen)
+    settings = ("log_min_duration", "log_nested_statements", "log_level")
+    await conn.execute(
+        "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = notice"
+    )
+    try:
+        yield plans
+    finally:
+        # A round trip after the last statement: its notices have reached the listener.
+        await conn.execute("; ".join(f"RESET auto_explain.{name}" for name in settings))
+        conn.remove_log_listener(listen)
+
+
+def unbounded_scans(plan: str, tables: set[str]) -> list[str]:
+    """The scans of `tables` in an auto_explain plan that no index condition bounds: each one
+    reads the whole table (every time it runs, when it is the inner side of a loop)."""
+    lines = plan.splitlines()
+    found = []
+    for n, line in enumerate(lines):
+        scan = re.search(r"Scan (?:using \S+ )?on (\w+)", line)
+        if scan is None or scan.group(1) not in tables:
+            continue
+        details = itertools.takewhile(lambda detail: "->" not in detail, lines[n + 1 :])
+        if not any("Index Cond" in d or "Recheck Cond" in d for d in details):
+            found.append(line.strip())
+    return found
 
 
 async def move_deadline(conn: Any, task_id: Any, seconds: float) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 
 import asyncpg
-import pytest
 from standardwebhooks import Webhook
 
 from store import outbox
 from tests.conftest import Service, approval_body, make_settings, start_service
-from tests.support import CALLBACK_SECRET, CallbackReceiver, eventually
+from tests.support import (
+    CALLBACK_SECRET,
+    CallbackReceiver,
+    eventually,
+    statement_plans,
+    unbounded_scans,
+)
 
 
 async def create_and_cancel(service: Service) -> str:
@@ -183,24 +188,9 @@ async def test_a_claim_walks_the_backlog_in_order_however_stale_the_statistics(
             " SELECT 'callback', '{}', 'callback:' || (n % 2500), 'msg_' || n"
             " FROM generate_series(1, 5000) AS n"
         )
-        plans: list[str] = []
-
-        def listen(_: object, message: asyncpg.PostgresLogMessage) -> None:
-            plans.append(message.message)
-
-        conn.add_log_listener(listen)
-        try:
-            await conn.execute("LOAD 'auto_explain'")
-        except asyncpg.InsufficientPrivilegeError:
-            pytest.skip("auto_explain needs a superuser")
-        await conn.execute(
-            "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
-            " SET auto_explain.log_level = notice"
-        )
-        claimed = await outbox.claim_due(conn, limit=10, lease=60, worker="test")
-        await eventually(lambda: any("outbox_due" in p for p in plans), what="the claim's plan")
-        await conn.execute("RESET ALL")
-        conn.remove_log_listener(listen)
+        async with statement_plans(conn) as plans:
+            claimed = await outbox.claim_due(conn, limit=10, lease=60, worker="test")
     assert [item.message_id for item in claimed] == [f"msg_{n}" for n in range(1, 11)]
     [plan] = [p for p in plans if "UPDATE outbox" in p]
     assert "Index Scan using outbox_due" in plan and "Sort" not in plan, plan
+    assert unbounded_scans(plan, {"outbox"}) == [], plan

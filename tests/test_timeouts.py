@@ -20,6 +20,7 @@ from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.metrics import Metrics
 from bot.sweeper import Sweeper
 from bot.validation import parse_new_approval
+from store import sweep
 from store.migrate import apply_migrations
 from tests.conftest import Service, approval_body
 from tests.support import (
@@ -29,6 +30,8 @@ from tests.support import (
     free_port,
     move_deadline,
     service_env,
+    statement_plans,
+    unbounded_scans,
     with_database,
 )
 
@@ -214,6 +217,36 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) 
         assert audit[0]["action"] == expected
     assert sum(outcomes.values()) == 40
     assert set(outcomes) <= {"decided", "already_finished"}
+
+
+async def test_a_sweep_walks_the_overdue_tasks_in_order_however_stale_the_statistics(
+    pool: asyncpg.Pool,
+) -> None:
+    """Analyzed while empty, then thousands overdue at once (the sweeper back after an outage):
+    a batch reads only the tasks it ends, oldest first, not every overdue task sorted."""
+    async with pool.acquire() as conn:
+        # Yesterday's tasks, all ended: no clock is left running when the tables are analyzed.
+        await insert_overdue_tasks(conn, 3000, workspace="yesterday")
+        async with conn.transaction():
+            await sweep.expire_due(conn, limit=3000)
+        await conn.execute("ANALYZE tasks, task_timers")
+        await insert_overdue_tasks(conn, 3000)
+        await conn.execute(  # each overdue by a different time, so "oldest first" can be seen
+            "UPDATE task_timers c SET expires_at = c.expires_at - make_interval(secs => r.n)"
+            " FROM (SELECT task_id, row_number() OVER () AS n FROM task_timers) r"
+            " WHERE r.task_id = c.task_id"
+        )
+        oldest = await conn.fetch("SELECT task_id FROM task_timers ORDER BY expires_at LIMIT 100")
+        async with statement_plans(conn) as plans, conn.transaction():
+            counts = await sweep.expire_due(conn, limit=100)
+        ended = await conn.fetch(
+            "SELECT id FROM tasks WHERE status = 'expired' AND workspace = 'bench'"
+        )
+    assert counts == {"expire": 100}
+    assert {r["id"] for r in ended} == {r["task_id"] for r in oldest}
+    [plan] = [p for p in plans if "task_timers" in p]
+    assert "Index Scan using task_timers_due" in plan and "Sort" not in plan, plan
+    assert unbounded_scans(plan, {"tasks", "task_timers", "approver_tiers"}) == [], plan
 
 
 async def test_three_sweeping_processes_end_every_task_exactly_once(
