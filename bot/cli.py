@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -74,6 +75,22 @@ def use_fast_event_loop() -> str:
     return "uvloop"
 
 
+# A young collection every this many new container objects, instead of Python's 700.
+YOUNG_COLLECTION_EVERY = 50_000
+
+
+async def settle_heap(_: web.Application) -> None:
+    """Once the service has started: everything alive then (modules, Bolt, slack-sdk, Jinja2,
+    the pool) moves out of the garbage collector's sight, and young objects are collected less
+    often. With Python's defaults the collector's full passes over that start-up heap made
+    the slowest Slack clicks (p99 at 32 concurrent clicks 57 ms, 32 ms without them), and its
+    young passes cost a tenth of a click's CPU. Cyclic garbage still goes, just in larger
+    sweeps; memory stays where it was (see README, Performance)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
+
+
 def _database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
@@ -101,13 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         return 0
     log.info("event loop: %s", use_fast_event_loop(), extra={"event": "service.loop"})
+    app = build_app(
+        settings,
+        database_url,
+        workers=not getattr(args, "no_workers", False),
+        edges=args.command == "serve",
+    )
+    app.on_startup.append(settle_heap)  # after the app's own start-up, which comes first
     web.run_app(
-        build_app(
-            settings,
-            database_url,
-            workers=not getattr(args, "no_workers", False),
-            edges=args.command == "serve",
-        ),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,

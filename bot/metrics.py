@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -69,6 +71,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.gc_frozen = Gauge(
+            "taskjuice_gc_frozen_objects",
+            "Objects the garbage collector no longer examines (the heap as it stood at start-up)",
+            registry=self.registry,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -213,9 +213,17 @@ async def test_web_processes_leave_the_outbox_to_worker_processes(
     async with aiohttp.ClientSession() as session:
         async with session.get(worker.base_url + "/api/v1/approvals") as response:
             assert response.status == 404
-        async with session.get(worker.base_url + "/metrics") as response:
-            assert response.status == 200
+        # Both processes took their start-up heap out of the collector's sight.
+        for process in (web, worker):
+            async with session.get(process.base_url + "/metrics") as response:
+                assert response.status == 200
+                assert frozen_objects(await response.text()) > 10_000
     assert await web.terminate() == 0 and await worker.terminate() == 0
+
+
+def frozen_objects(metrics: str) -> float:
+    [line] = [x for x in metrics.splitlines() if x.startswith("taskjuice_gc_frozen_objects ")]
+    return float(line.split()[1])
 
 
 async def test_without_a_worker_a_web_process_warns_that_work_waits_untried(
