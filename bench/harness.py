@@ -119,10 +119,12 @@ async def pending_tasks(
     return [str(r["task_id"]) for r in rows]
 
 
-async def settle(conn: asyncpg.Connection) -> None:
+async def settle(conn: asyncpg.Connection, *, analyze: bool = True) -> None:
     """After a setup: vacuum, analyze and write its pages out now, so that neither autovacuum
-    nor a checkpoint of the setup's writes lands inside the measured run."""
-    await conn.execute("VACUUM ANALYZE")
+    nor a checkpoint of the setup's writes lands inside the measured run. `analyze=False`
+    only writes the pages out, leaving the statistics as they were."""
+    if analyze:
+        await conn.execute("VACUUM ANALYZE")
     with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
         await conn.execute("CHECKPOINT")
 
