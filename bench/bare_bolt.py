@@ -10,7 +10,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cli import use_fast_event_loop
+from bot.cli import settle_heap, use_fast_event_loop
 
 
 def main() -> None:
@@ -36,7 +36,9 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/slack/events", events)
     app.router.add_get("/healthz", healthz)
-    use_fast_event_loop()  # the same event loop as the bot, so the ratio compares like with like
+    # The same event loop and collector settings as the bot, so the ratio compares like with like.
+    app.on_startup.append(settle_heap)
+    use_fast_event_loop()
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), access_log=None, print=None)
 
 
