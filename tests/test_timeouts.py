@@ -219,11 +219,11 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) 
     assert set(outcomes) <= {"decided", "already_finished"}
 
 
-async def test_a_sweep_walks_the_overdue_tasks_in_order_however_stale_the_statistics(
+async def test_a_sweep_reads_only_what_it_ends_however_stale_the_statistics(
     pool: asyncpg.Pool,
 ) -> None:
-    """Analyzed while empty, then thousands overdue at once (the sweeper back after an outage):
-    a batch reads only the tasks it ends, oldest first, not every overdue task sorted."""
+    """Analyzed while no clock ran, then thousands overdue at once: a batch walks the deadline
+    index to the oldest, and reaches every other row through an index."""
     async with pool.acquire() as conn:
         # Yesterday's tasks, all ended: no clock is left running when the tables are analyzed.
         await insert_overdue_tasks(conn, 3000, workspace="yesterday")

@@ -1,17 +1,18 @@
--- The outbox claim walks `outbox_due` in order and stops at its limit, whatever the planner's
--- statistics say.
+-- The outbox claim reads only what it takes, whatever the planner's statistics say.
 --
--- Planned from statistics gathered while the outbox was (nearly) empty - a new install, or a
--- quiet spell after old items were forgotten - the claim read every due item, looked up each
--- one's ordering key and sorted them all to take the first few: every claim cost time in
+-- Planned while the outbox was (nearly) empty - a new install, a quiet spell after old items
+-- were forgotten, or simply the first claim a connection made - the claim read every due item,
+-- looked up each one's ordering key by scanning the table and sorted them all to take the first
+-- few, then found the claimed rows by scanning the table again: every claim cost time in
 -- proportion to the backlog, just when there was one (a burst of clicks, Slack back after an
--- outage), until autovacuum happened to analyze the table again. Sorting is the one step such
--- a plan needs and the ordered walk does not, so the claim switches sorting off for its own
--- statement; nothing else runs with that setting.
+-- outage), until the table was analyzed again. Such plans need sorts or sequential scans, and
+-- the walk of `outbox_due` in order with index lookups needs neither, so the claim switches
+-- both off for its own statement; nothing else runs with those settings. The claimed rows are
+-- updated through an array of their ids, which only an index lookup can serve.
 --
 -- Only the oldest pending item of an ordering key is claimable: a post before its updates.
 CREATE FUNCTION taskjuice_claim_outbox(claim_limit integer, lease float8, worker text)
-RETURNS SETOF outbox LANGUAGE sql SET enable_sort = off AS $$
+RETURNS SETOF outbox LANGUAGE sql SET enable_sort = off SET enable_seqscan = off AS $$
     WITH due AS (
         SELECT o.id FROM outbox o
         WHERE o.status = 'pending' AND o.next_attempt_at <= now()
@@ -25,6 +26,6 @@ RETURNS SETOF outbox LANGUAGE sql SET enable_sort = off AS $$
     UPDATE outbox o
     SET attempts = o.attempts + 1, claimed_by = worker,
         next_attempt_at = now() + make_interval(secs => lease)
-    FROM due WHERE o.id = due.id
+    WHERE o.id = ANY (ARRAY(SELECT id FROM due))
     RETURNING o.*
 $$;
