@@ -82,10 +82,10 @@ YOUNG_COLLECTION_EVERY = 50_000
 async def settle_heap(_: web.Application) -> None:
     """Once the service has started: everything alive then (modules, Bolt, slack-sdk, Jinja2,
     the pool) moves out of the garbage collector's sight, and young objects are collected less
-    often. With Python's defaults the collector's full passes over that start-up heap made
-    the slowest Slack clicks (p99 at 32 concurrent clicks 57 ms, 32 ms without them), and its
-    young passes cost a tenth of a click's CPU. Cyclic garbage still goes, just in larger
-    sweeps; memory stays where it was (see README, Performance)."""
+    often. With Python's defaults the collector's passes, the full ones over that start-up heap
+    above all, made the slowest Slack clicks (p99 at 32 concurrent clicks 51 ms, 32 ms without
+    them). Cyclic garbage still goes, in larger sweeps; memory stays where it was (see README,
+    Performance and reliability)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
