@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import pytest
 
 from bench.workload import insert_overdue_tasks
 from bot import approvals
@@ -219,17 +220,24 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) 
     assert set(outcomes) <= {"decided", "already_finished"}
 
 
-async def test_a_sweep_reads_only_what_it_ends_however_stale_the_statistics(
-    pool: asyncpg.Pool,
+@pytest.mark.parametrize("emptiness", ["analyzed with no clock running", "never analyzed"])
+async def test_a_sweep_reads_only_what_it_ends_however_stale_its_plan(
+    pool: asyncpg.Pool, emptiness: str
 ) -> None:
-    """Analyzed while no clock ran, then thousands overdue at once: a batch walks the deadline
-    index to the oldest, and reaches every other row through an index."""
+    """Planned from statistics taken while no clock ran, or with no statistics at all, then
+    thousands overdue at once: a batch walks the deadline index to the oldest, and reaches every
+    other row through an index."""
     async with pool.acquire() as conn:
-        # Yesterday's tasks, all ended: no clock is left running when the tables are analyzed.
-        await insert_overdue_tasks(conn, 3000, workspace="yesterday")
-        async with conn.transaction():
-            await sweep.expire_due(conn, limit=3000)
-        await conn.execute("ANALYZE tasks, task_timers")
+        if emptiness == "analyzed with no clock running":
+            # Yesterday's tasks, all ended: no clock is left running when the tables are analyzed.
+            await insert_overdue_tasks(conn, 3000, workspace="yesterday")
+            async with conn.transaction():
+                await sweep.expire_due(conn, limit=3000)
+            await conn.execute("ANALYZE tasks, task_timers")
+        else:
+            # A new install: no statistics yet, not even of an empty table.
+            stats = "SELECT count(*) FROM pg_stats WHERE tablename = 'tasks'"
+            assert not await conn.fetchval(stats)
         await insert_overdue_tasks(conn, 3000)
         await conn.execute(  # each overdue by a different time, so "oldest first" can be seen
             "UPDATE task_timers c SET expires_at = c.expires_at - make_interval(secs => r.n)"
