@@ -125,8 +125,8 @@ async def enqueue_unless_waiting(
 
 
 # Only the oldest pending item of an ordering key is claimable: a post before its updates. The
-# claim is a function (migration 0009) so that its plan walks the due index in order, however
-# stale the table's statistics.
+# claim is a function (migration 0009) so that its plan walks the due index in order and looks
+# every other row up by index, however stale the statistics or the connection's cached plan.
 _CLAIM = (
     "SELECT id, kind, task_id, payload, message_id, attempts, created_at"
     " FROM taskjuice_claim_outbox($1, $2, $3)"
