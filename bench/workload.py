@@ -14,10 +14,12 @@ async def insert_overdue_tasks(
     policies: tuple[str, ...] = ("deny",),
     next_tier_expires_in: int = 3600,
     workspace: str = "bench",
+    staggered: bool = False,
 ) -> None:
     """`count` pending tasks whose first tier expired a minute ago, policies taken in turn.
 
-    `escalate` tasks get one escalation tier of `next_tier_expires_in` seconds.
+    `escalate` tasks get one escalation tier of `next_tier_expires_in` seconds. `staggered`
+    tasks were each created and expired a second before the next, so none share a time.
     """
     await conn.execute(
         """
@@ -30,7 +32,8 @@ async def insert_overdue_tasks(
                    ($3::text[])[1 + n % cardinality($3::text[])], '{}', 'hash',
                    CASE WHEN ($3::text[])[1 + n % cardinality($3::text[])] = 'escalate'
                         THEN 2 ELSE 1 END,
-                   now() - interval '1 minute', now() - interval '2 minutes'
+                   now() - interval '1 minute' - make_interval(secs => n * $5::int),
+                   now() - interval '2 minutes' - make_interval(secs => n * $5::int)
             FROM generate_series(1, $1) AS n
             RETURNING id, tier_count, expires_at
         ), timers AS (
@@ -48,4 +51,5 @@ async def insert_overdue_tasks(
         workspace,
         list(policies),
         next_tier_expires_in,
+        int(staggered),
     )

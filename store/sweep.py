@@ -102,6 +102,8 @@ WITH due AS (
 SELECT action, count(*)::int AS n FROM moved GROUP BY action
 """
 
+_ANY_DUE = "SELECT EXISTS (SELECT FROM task_timers WHERE expires_at <= now())"
+
 _REMIND = """
 WITH due AS (
     SELECT task_id FROM task_timers
@@ -136,9 +138,17 @@ async def expire_due(
     """
     await conn.execute(_WALK_IN_ORDER)
     if task_id is None:
+        # The batch statement is planned at its first run on a connection and keeps that plan
+        # until the tables are next analyzed, so it never runs when nothing is due: planned
+        # while the tables held nothing at all, it read the whole of `tasks` for every task it
+        # took from the next backlog (a batch of 500 took 40 s in a 100,000-task catch-up).
+        if not await conn.fetchval(_ANY_DUE):
+            return {}
         rows = await conn.fetch(_EXPIRE.format(only_task="", limit=int(limit)))
     else:
-        rows = await conn.fetch(_EXPIRE.format(only_task="AND c.task_id = $1", limit=1), task_id)
+        # Both sides named by id, so neither is found by joining (see above).
+        only = "AND c.task_id = $1 AND t.id = $1"
+        rows = await conn.fetch(_EXPIRE.format(only_task=only, limit=1), task_id)
     return {r["action"]: r["n"] for r in rows}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -220,30 +221,44 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) 
     assert set(outcomes) <= {"decided", "already_finished"}
 
 
-@pytest.mark.parametrize("emptiness", ["analyzed with no clock running", "never analyzed"])
+@pytest.mark.parametrize("swept", ["not swept", "swept with nothing due", "swept one task"])
+@pytest.mark.parametrize(
+    "emptiness", ["analyzed with no clock running", "analyzed empty", "never analyzed"]
+)
 async def test_a_sweep_reads_only_what_it_ends_however_stale_its_plan(
-    pool: asyncpg.Pool, emptiness: str
+    pool: asyncpg.Pool, emptiness: str, swept: str
 ) -> None:
-    """Planned from statistics taken while no clock ran, or with no statistics at all, then
-    thousands overdue at once: a batch walks the deadline index to the oldest, and reaches every
-    other row through an index."""
+    """Planned from statistics taken while no clock ran, while nothing had happened yet, or
+    with no statistics at all — and, on its connection, perhaps before the backlog arrived —
+    then thousands overdue at once: a batch walks the deadline index to the oldest, and reaches
+    every other row through an index."""
     async with pool.acquire() as conn:
         if emptiness == "analyzed with no clock running":
             # Yesterday's tasks, all ended: no clock is left running when the tables are analyzed.
-            await insert_overdue_tasks(conn, 3000, workspace="yesterday")
-            async with conn.transaction():
-                await sweep.expire_due(conn, limit=3000)
+            await insert_overdue_tasks(conn, 3000, workspace="yesterday", staggered=True)
+            while await conn.fetchval("SELECT count(*) FROM task_timers"):
+                async with conn.transaction():
+                    await sweep.expire_due(conn, limit=500)
             await conn.execute("ANALYZE tasks, task_timers")
+        elif emptiness == "analyzed empty":
+            # A new install whose tables were analyzed before they held anything.
+            await conn.execute("ANALYZE")
         else:
             # A new install: no statistics yet, not even of an empty table.
             stats = "SELECT count(*) FROM pg_stats WHERE tablename = 'tasks'"
             assert not await conn.fetchval(stats)
-        await insert_overdue_tasks(conn, 3000)
-        await conn.execute(  # each overdue by a different time, so "oldest first" can be seen
-            "UPDATE task_timers c SET expires_at = c.expires_at - make_interval(secs => r.n)"
-            " FROM (SELECT task_id, row_number() OVER () AS n FROM task_timers) r"
-            " WHERE r.task_id = c.task_id"
-        )
+        # What this connection swept before the backlog came (its statement is planned then).
+        if swept == "swept with nothing due":
+            for _ in range(6):
+                async with conn.transaction():
+                    assert await sweep.expire_due(conn, limit=100) == {}
+        elif swept == "swept one task":
+            await insert_overdue_tasks(conn, 1, workspace="early", staggered=True)
+            async with conn.transaction():
+                assert await sweep.expire_due(conn, limit=100) == {"expire": 1}
+        # Each overdue by a different time, so "oldest first" can be seen. (No DDL from here
+        # on: a new temporary object, say, would make PostgreSQL drop every plan it keeps.)
+        await insert_overdue_tasks(conn, 3000, staggered=True)
         oldest = await conn.fetch("SELECT task_id FROM task_timers ORDER BY expires_at LIMIT 100")
         async with statement_plans(conn) as plans, conn.transaction():
             counts = await sweep.expire_due(conn, limit=100)
@@ -252,9 +267,13 @@ async def test_a_sweep_reads_only_what_it_ends_however_stale_its_plan(
         )
     assert counts == {"expire": 100}
     assert {r["id"] for r in ended} == {r["task_id"] for r in oldest}
-    [plan] = [p for p in plans if "task_timers" in p]
+    [plan] = [p for p in plans if "Insert on decisions" in p]
     assert "Index Scan using task_timers_due" in plan and "Sort" not in plan, plan
     assert unbounded_scans(plan, {"tasks", "task_timers", "approver_tiers"}) == [], plan
+    # A task is found by its key, never by skipping through a listing index for its id.
+    assert set(re.findall(r"(?:Scan using|Bitmap Index Scan on) (tasks_\w+)", plan)) == {
+        "tasks_pkey"
+    }, plan
 
 
 async def test_three_sweeping_processes_end_every_task_exactly_once(
