@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
 import pytest
 
+from bench.harness import CLICKER, pending_tasks
 from bot import approvals
 from bot.callbacks import callback_body
 from bot.decisions import DecisionResult, Verdict, cancel, decide
@@ -18,7 +21,7 @@ from bot.metrics import Metrics
 from bot.validation import parse_new_approval
 from store.database import create_pool
 from tests.conftest import approval_body
-from tests.support import move_deadline
+from tests.support import move_deadline, statement_plans, unbounded_scans
 
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
@@ -400,3 +403,52 @@ async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
     later = await new_task(pool, run_id="run_later")
     result = await decide(pool, task_id=later, actor=DANA, outcome=Outcome.DENY, via=Channel.SLACK)
     assert result.verdict is Verdict.DECIDED
+
+
+class _Held:
+    """One connection handed to every `acquire`, so the plans of its statements can be read."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        yield self.conn
+
+
+async def test_custom_plans_asked_for_in_the_url_find_tasks_by_index_after_a_sudden_growth(
+    database_url: str,
+) -> None:
+    """The README's remedy for plans kept from when `tasks` held a handful of rows."""
+    url = database_url + ("&" if "?" in database_url else "?") + "plan_cache_mode=force_custom_plan"
+    pool = await create_pool(url, min_size=1, max_size=1)
+    clicker = Actor(slack_user_id=CLICKER, slack_team_id="T0001")
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+            held = cast(asyncpg.Pool, _Held(conn))
+            for task_id in await pending_tasks(conn, 8):  # more runs than a plan is kept after
+                early = await decide(
+                    held,
+                    task_id=UUID(task_id),
+                    actor=clicker,
+                    outcome=Outcome.APPROVE,
+                    via=Channel.SLACK,
+                )
+                assert early.verdict is Verdict.DECIDED
+            many = await pending_tasks(conn, 3000)
+            async with statement_plans(conn) as plans:
+                result = await decide(
+                    held,
+                    task_id=UUID(many[1500]),
+                    actor=clicker,
+                    outcome=Outcome.APPROVE,
+                    via=Channel.SLACK,
+                )
+    finally:
+        await pool.close()
+    assert result.verdict is Verdict.DECIDED
+    assert len(plans) >= 2  # the read and the write
+    assert [unbounded_scans(plan, {"tasks", "task_timers"}) for plan in plans] == [[]] * len(
+        plans
+    ), plans
