@@ -18,7 +18,11 @@ __all__ = ["SETTINGS_HELP", "Settings", "load_settings"]
 
 # name, meaning — the table `taskjuice-bot --help` prints and the README repeats.
 SETTINGS_HELP: tuple[tuple[str, str], ...] = (
-    ("DATABASE_URL", "PostgreSQL URL; unset -> embedded PostgreSQL under ./.taskjuice/"),
+    (
+        "DATABASE_URL",
+        "PostgreSQL URL; unset -> embedded PostgreSQL under ./.taskjuice/ (query parameters"
+        " asyncpg does not know are set on every connection)",
+    ),
     ("API_TOKENS", "required: comma-separated bearer tokens accepted by /api/v1"),
     ("CALLBACK_URL", "required: where decisions are POSTed (Standard Webhooks)"),
     ("CALLBACK_SECRET", "required: callback signing secret, whsec_<base64>"),
