@@ -71,6 +71,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.statistics_refreshed = Counter(
+            "taskjuice_statistics_refreshed",
+            "Tables analyzed by the sweeper after outgrowing their planner statistics",
+            ["table"],
+            registry=self.registry,
+        )
         self.gc_frozen = Gauge(
             "taskjuice_gc_frozen_objects",
             "Objects the garbage collector no longer examines (the heap as it stood at start-up)",

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from bot.metrics import Metrics
-from store import idempotency, outbox, sweep
+from store import idempotency, outbox, statistics, sweep
 from store.database import DATABASE_ERRORS, Connections
 
 __all__ = ["BATCH", "Sweeper"]
@@ -32,8 +32,10 @@ class Sweeper:
     batch: int = BATCH
     keep_idempotency_keys: float = 7 * 86400.0
     keep_sent: float = 7 * 86400.0
+    statistics_every: float = 10.0
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _next_housekeeping: float = field(init=False, default=0.0)
+    _next_statistics: float = field(init=False, default=0.0)
 
     async def run(self) -> None:
         """Sweep until `stop()`; at start it catches up on everything already overdue."""
@@ -69,6 +71,19 @@ class Sweeper:
             totals["remind"] = totals.get("remind", 0) + reminded
             if reminded < self.batch:
                 break
+        if time.monotonic() >= self._next_statistics:
+            # A table that outgrew its statistics is analyzed now rather than at autovacuum's
+            # next visit (see store.statistics); every connection then plans for its new size.
+            self._next_statistics = time.monotonic() + self.statistics_every
+            async with self.pool.acquire() as conn:
+                analyzed = await statistics.refresh_outgrown(conn)
+            for table in analyzed:
+                self.metrics.statistics_refreshed.labels(table).inc()
+            if analyzed:
+                log.info(
+                    "statistics refreshed",
+                    extra={"event": "statistics.refreshed", "tables": analyzed},
+                )
         if time.monotonic() >= self._next_housekeeping:
             # Hourly: Idempotency-Key replays are kept for a week, then forgotten; so are sent
             # outbox items (in short batches), or the table would grow without end.
