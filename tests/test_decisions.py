@@ -499,8 +499,8 @@ async def test_the_sweeper_analyzes_tables_that_outgrew_their_statistics(
 async def test_custom_plans_asked_for_in_the_url_find_tasks_by_index_after_a_sudden_growth(
     database_url: str,
 ) -> None:
-    """The README's remedy for the minute before a table that outgrew its statistics is
-    analyzed."""
+    """The README's remedy for the seconds before the sweeper analyzes a table that outgrew
+    its statistics."""
     url = database_url + ("&" if "?" in database_url else "?") + "plan_cache_mode=force_custom_plan"
 
     async def nothing() -> None:
