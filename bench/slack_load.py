@@ -6,6 +6,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -35,11 +37,13 @@ __all__ = ["run"]
 
 
 async def _interactivity(
-    db: str, bot: BotProcess, bare: BotProcess, *, seconds: float, repeats: int
+    db: str, apps: dict[str, _App], *, seconds: float, repeats: int
 ) -> dict[str, Any]:
+    """Each app takes the same signed clicks in turn; every ratio is to the bare app's figure
+    of the same repetitions."""
     figures: dict[str, Any] = {}
     for connections in (32, 1):
-        bot_runs, bare_runs = [], []
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in apps}
         for _ in range(repeats):
             conn = await connect(db)
             try:
@@ -48,38 +52,64 @@ async def _interactivity(
             finally:
                 await conn.close()
             bodies = [click_body(i) for i in ids]
-            bot_cpu, pg_cpu = bot.cpu_seconds(), postgres_cpu_seconds()
-            figures_of_run = await asyncio.to_thread(
-                run_load, bot.url, bodies, connections=connections, seconds=seconds
-            )
-            # Where the CPU goes: the clicks and the outbox work they cause (callbacks, message
-            # refreshes), which the same process sends once the load stops if not before.
-            await _outbox_drained(db)
-            clicks = figures_of_run["rps"] * seconds
-            if clicks and bot_cpu:
-                figures_of_run["bot_cpu_ms_per_click"] = round(
-                    (bot.cpu_seconds() - bot_cpu) * 1e3 / clicks, 3
+            for name, app in apps.items():
+                runs[name].append(
+                    await _load(app, bodies, connections=connections, seconds=seconds)
                 )
-                figures_of_run["postgres_cpu_ms_per_click"] = round(
-                    (postgres_cpu_seconds() - pg_cpu) * 1e3 / clicks, 3
-                )
-            bot_runs.append(figures_of_run)
-            bare_cpu = bare.cpu_seconds()
-            baseline = await asyncio.to_thread(
-                run_load, bare.url, bodies, connections=connections, seconds=seconds
-            )
-            if baseline["rps"] and bare_cpu:
-                baseline["cpu_ms_per_click"] = round(
-                    (bare.cpu_seconds() - bare_cpu) * 1e3 / (baseline["rps"] * seconds), 3
-                )
-            bare_runs.append(baseline)
-        ours, base = median_of(bot_runs), median_of(bare_runs)
-        figures[f"concurrency_{connections}"] = {
-            "bot": ours,
-            "bare_bolt": base,
-            "throughput_ratio": round(ours["rps"] / base["rps"], 2) if base["rps"] else None,
+        medians = {name: median_of(app_runs) for name, app_runs in runs.items()}
+        base = medians["bare_bolt"]["rps"]
+        figures[f"concurrency_{connections}"] = medians | {
+            f"{name}_ratio": round(medians[name]["rps"] / base, 2) if base else None
+            for name in apps
+            if name != "bare_bolt"
         }
     return figures
+
+
+@dataclass
+class _App:
+    """An app under load, and how to wait until the work its clicks caused is done."""
+
+    process: BotProcess
+    settled: Callable[[], Awaitable[None]]
+
+
+async def _load(
+    app: _App, bodies: list[bytes], *, connections: int, seconds: float
+) -> dict[str, Any]:
+    cpu, postgres_cpu = app.process.cpu_seconds(), postgres_cpu_seconds()
+    figures: dict[str, Any] = await asyncio.to_thread(
+        run_load, app.process.url, bodies, connections=connections, seconds=seconds
+    )
+    # Where the CPU goes: the clicks and the work they cause (callbacks, message refreshes),
+    # which the same process finishes once the load stops if not before.
+    await app.settled()
+    clicks = figures["rps"] * seconds
+    if clicks and cpu:
+        figures["cpu_ms_per_click"] = round((app.process.cpu_seconds() - cpu) * 1e3 / clicks, 3)
+        figures["postgres_cpu_ms_per_click"] = round(
+            (postgres_cpu_seconds() - postgres_cpu) * 1e3 / clicks, 3
+        )
+    return figures
+
+
+async def _nothing_left() -> None:
+    return None
+
+
+async def _floor_called_back(db: str, receiver: PlatformReceiver, timeout: float = 60.0) -> None:
+    """Wait until the floor app has sent a callback for every decision it recorded."""
+    conn = await connect(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            recorded = await conn.fetchval("SELECT count(*) FROM bench_floor_decisions")
+            sent = sum(1 for c in receiver.received if c.webhook_id.startswith("msg_floor_"))
+            if sent >= recorded:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
 
 
 async def _outbox_drained(db: str, timeout: float = 60.0) -> None:
@@ -262,19 +292,27 @@ async def run(db: str, *, quick: bool) -> dict[str, Any]:
     env = bot_env(db, slack.url, receiver.url)
     bot = BotProcess(env, bot_argv())
     bare = BotProcess(env | {"PORT": str(free_port())}, [sys.executable, "-m", "bench.bare_bolt"])
-    await bot.start()
-    await bare.start()
+    floor = BotProcess(
+        env | {"PORT": str(free_port())}, [sys.executable, "-m", "bench.bare_bolt", "--floor"]
+    )
+    apps = {
+        "bot": _App(bot, lambda: _outbox_drained(db)),
+        "floor": _App(floor, lambda: _floor_called_back(db, receiver)),
+        "bare_bolt": _App(bare, _nothing_left),
+    }
+    for app in apps.values():
+        await app.process.start()
     try:
         results: dict[str, Any] = {
             "interactivity": await _interactivity(
-                db, bot, bare, seconds=3 if quick else 8, repeats=1 if quick else 3
+                db, apps, seconds=3 if quick else 8, repeats=1 if quick else 3
             ),
             "pipeline": await _pipeline(bot, slack, receiver, 100 if quick else 300),
             "memory": await _memory(db, bot, 20_000 if quick else 100_000),
         }
     finally:
-        bot.stop()
-        bare.stop()
+        for app in apps.values():
+            app.process.stop()
         await slack.stop()
         await receiver.stop()
     results["fan_out"] = await _fan_out(db, 400 if quick else 2000, 100 if quick else 500)
