@@ -70,9 +70,9 @@ class DecisionResult:
     decision: Decision | None = None
     approvals: int = 0
     webhook_id: str | None = None
-    unsure: bool = False
-    """The bot knows only one kind of name for the person (email or Slack user), and the
-    verdict might differ if it knew the other."""
+    ask: tuple[Actor, ...] = ()
+    """People (the voter first) whom Slack could place where the bot's cache cannot; the
+    verdict might differ once it has."""
 
     @property
     def changed(self) -> bool:
@@ -159,9 +159,9 @@ async def decide(
         tier=tier,
     )
     result = await _settle(pool, request, metrics)
-    if result.unsure:
+    if result.ask:
         directory = directory_for(pool)
-        learned = await directory.look_up(actor) if directory is not None else None
+        learned = await directory.look_up(result.ask) if directory is not None else None
         if learned is not None:
             result = await _settle(pool, replace(request, learned=learned), metrics)
     return result
@@ -200,44 +200,44 @@ def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult 
     actor = request.actor
     links = Links.of(
         [*context.links, *((a.email, a.slack_user_id) for a in context.approvers)]
-        + [(v.actor.email, v.actor.slack_user_id) for v in context.votes if v.actor]
+        + [(v.actor.email, v.actor.slack_user_id) for v in context.votes if v.actor],
+        request.learned,
     )
-    voter = links.of_actor(actor, request.learned)
-    unsure = not voter.complete and request.learned is None
+    voter = links.of_actor(actor)
+    asking = request.learned is None  # Slack is asked once, between the two rounds
+    ask = [actor] if asking and not voter.complete else []
     approver = next((a for a in context.approvers if _names(a, voter)), None)
     if approver is None:
-        return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task, unsure=unsure)
+        return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task, ask=tuple(ask))
     voter = links.person(
         emails=[*voter.emails, approver.email],
         slack_ids=[*voter.slack_ids, approver.slack_user_id],
-        no_slack=voter.no_slack,
     )
     approving = request.outcome is Outcome.APPROVE
     requester = task.requested_by
-    self_vote = (
-        same(voter, links.of_actor(requester))
-        if approving and requester is not None and not task.allow_self_approval
-        else False
-    )
-    if self_vote:
-        return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
+    others: list[Actor] = []
+    if approving and requester is not None and not task.allow_self_approval:
+        self_vote = same(voter, links.of_actor(requester))
+        if self_vote:
+            return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
+        if self_vote is None:
+            others.append(requester)
     approvals = sum(1 for v in context.votes if v.action == "approve")
-    earlier, doubt = None, self_vote is None
     for vote in context.votes:
         one = vote.approver_id == approver.id or same(voter, links.of_actor(vote.actor))
         if one:
-            earlier = vote
-            break
-        doubt = doubt or one is None
-    if earlier is not None:
-        return DecisionResult(
-            verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier, approvals=approvals
-        )
-    if doubt and approving:
+            return DecisionResult(
+                verdict=Verdict.ALREADY_VOTED, task=task, decision=vote, approvals=approvals
+            )
+        if one is None and vote.actor is not None:
+            others.append(vote.actor)
+    if others and approving:
         # Counting it could count one person twice, or let the requester approve: refuse.
         # (A deny ends the task the safe way whoever sends it, so it is not held back.)
+        if asking:
+            ask += [_one_name(o) for o in others]
         return DecisionResult(
-            verdict=Verdict.UNRESOLVED, task=task, approvals=approvals, unsure=unsure
+            verdict=Verdict.UNRESOLVED, task=task, approvals=approvals, ask=tuple(ask)
         )
     who = (
         actor
@@ -470,6 +470,13 @@ async def _load_current(conn: asyncpg.Connection, reader: tasks.Reader) -> tasks
         (context,) = await tasks.load_for_decisions(conn, [reader])
         assert context is not None
     return context
+
+
+def _one_name(actor: Actor) -> Actor:
+    """The name of a person Slack is best asked about: their Slack user, else their email."""
+    if actor.slack_user_id:
+        return Actor(slack_user_id=actor.slack_user_id, slack_team_id=actor.slack_team_id)
+    return Actor(email=actor.email)
 
 
 def _names(approver: Approver, person: Person) -> bool:

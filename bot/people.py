@@ -6,8 +6,9 @@ cache (a Slack user's profile email), an approver row naming both, an audit row 
 both. `Links` gathers those ties and `same()` answers with True, False or None — None when the
 ties cannot tell, which the decision path treats as "not a new person" for an approval.
 
-When the cache cannot tell, `SlackDirectory.look_up()` asks Slack once about the voter
-(`users.info` or `users.lookupByEmail`, short timeout) and caches the answer. It is attached
+When the cache cannot tell, `SlackDirectory.look_up()` asks Slack about the voter and the
+people it could not tell them apart from (`users.info` or `users.lookupByEmail`: at most three
+calls, at once, under one short deadline) and caches the answers. It is attached
 to the pool the channels decide through, so every channel gets the same resolution.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -74,20 +75,23 @@ def same(a: Person, b: Person) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Ties between an email and a Slack user that the bot knows of."""
+    """Ties between an email and a Slack user that the bot knows of, and emails that Slack
+    said no member of the workspace has."""
 
     pairs: tuple[tuple[str, str], ...] = ()
+    without_slack: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, pairs: Iterable[tuple[str | None, str | None]]) -> Links:
-        return cls(tuple((e.lower(), s) for e, s in pairs if e and s))
+    def of(
+        cls, pairs: Iterable[tuple[str | None, str | None]], learned: Learned | None = None
+    ) -> Links:
+        known = [(e.lower(), s) for e, s in pairs if e and s]
+        if learned is None:
+            return cls(tuple(known))
+        return cls(tuple(known + list(learned.pairs)), learned.without_slack)
 
     def person(
-        self,
-        *,
-        emails: Iterable[str | None] = (),
-        slack_ids: Iterable[str | None] = (),
-        no_slack: bool = False,
+        self, *, emails: Iterable[str | None] = (), slack_ids: Iterable[str | None] = ()
     ) -> Person:
         """Everything the given names lead to through the known ties."""
         found_emails = {e.lower() for e in emails if e}
@@ -100,26 +104,24 @@ class Links:
                     found_emails.add(email)
                     found_ids.add(slack_id)
                     grew = True
-        # A Slack user found by a tie disproves "Slack has no member with this email".
-        return Person(frozenset(found_emails), frozenset(found_ids), no_slack and not found_ids)
+        no_slack = not found_ids and bool(found_emails & self.without_slack)
+        return Person(frozenset(found_emails), frozenset(found_ids), no_slack)
 
-    def of_actor(self, actor: Actor | None, learned: Learned | None = None) -> Person:
+    def of_actor(self, actor: Actor | None) -> Person:
         if actor is None:
             return Person()
-        emails = [actor.email, learned.email if learned else None]
-        ids = [actor.slack_user_id, learned.slack_user_id if learned else None]
-        return self.person(
-            emails=emails, slack_ids=ids, no_slack=bool(learned and learned.no_slack)
-        )
+        return self.person(emails=[actor.email], slack_ids=[actor.slack_user_id])
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Learned:
-    """What Slack said about a voter: their email, their Slack user, or that they have none."""
+    """What Slack said: (email, Slack user) ties, and emails no member has."""
 
-    email: str | None = None
-    slack_user_id: str | None = None
-    no_slack: bool = False
+    pairs: tuple[tuple[str, str], ...] = ()
+    without_slack: frozenset[str] = frozenset()
+
+    def __add__(self, other: Learned) -> Learned:
+        return Learned(self.pairs + other.pairs, self.without_slack | other.without_slack)
 
 
 _NOT_FOUND = {"users_not_found", "user_not_found"}
@@ -127,26 +129,34 @@ _NOT_FOUND = {"users_not_found", "user_not_found"}
 
 @dataclass(slots=True)
 class SlackDirectory:
-    """Asks Slack who a voter is when the cache cannot tell: one call, a short timeout."""
+    """Asks Slack who people are when the cache cannot tell: a few calls, one short deadline."""
 
     client: AsyncWebClient
     pool: asyncpg.Pool
-    timeout: float = 1.5
-    _team: str | None = field(default=None, init=False)
+    timeout: float = 2.0
+    most: int = 3
 
-    async def look_up(self, actor: Actor) -> Learned | None:
-        """The voter's other name, cached for next time; None when Slack could not say."""
+    async def look_up(self, people: Iterable[Actor]) -> Learned | None:
+        """What Slack says of at most `most` people, at once, cached for next time; None when
+        it said nothing (it failed, or ran out of time)."""
+        asked = list(people)[: self.most]
         try:
             async with asyncio.timeout(self.timeout):
-                if actor.slack_user_id:
-                    return await self._by_user(actor.slack_user_id, actor.slack_team_id)
-                if actor.email:
-                    return await self._by_email(actor.email)
+                answers = await asyncio.gather(*(self._one(a) for a in asked))
         except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError) as exc:
             log.warning(
                 "Slack could not say who a voter is",
                 extra={"event": "people.lookup_failed", "error": type(exc).__name__},
             )
+            return None
+        learned = sum((a for a in answers if a is not None), Learned())
+        return learned if learned.pairs or learned.without_slack else None
+
+    async def _one(self, actor: Actor) -> Learned | None:
+        if actor.slack_user_id:
+            return await self._by_user(actor.slack_user_id, actor.slack_team_id)
+        if actor.email:
+            return await self._by_email(actor.email)
         return None
 
     async def _by_user(self, user_id: str, team_id: str | None) -> Learned | None:
@@ -154,9 +164,9 @@ class SlackDirectory:
         user: dict[str, Any] = answer.get("user") or {}
         email = (user.get("profile") or {}).get("email")
         if not isinstance(email, str) or not email:
-            return None  # a profile without an email cannot rule anyone out
+            return None  # a profile without an email rules nobody in or out
         await self._remember(team_id or user.get("team_id"), user_id, email, user.get("tz"))
-        return Learned(email=email.lower(), slack_user_id=user_id)
+        return Learned(((email.lower(), user_id),))
 
     async def _by_email(self, email: str) -> Learned | None:
         try:
@@ -165,12 +175,12 @@ class SlackDirectory:
             )
         except SlackApiError as exc:
             if exc.response.get("error") in _NOT_FOUND:
-                return Learned(email=email.lower(), no_slack=True)
+                return Learned(without_slack=frozenset({email.lower()}))
             raise
         user: dict[str, Any] = answer["user"]
         user_id = str(user["id"])
         await self._remember(user.get("team_id"), user_id, email, user.get("tz"))
-        return Learned(email=email.lower(), slack_user_id=user_id)
+        return Learned(((email.lower(), user_id),))
 
     async def _remember(self, team: Any, user_id: str, email: str, tz: Any) -> None:
         if not isinstance(team, str) or not team:
