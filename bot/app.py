@@ -12,7 +12,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import effects
+from bot import effects, people
 from bot.app_keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
 from bot.callbacks import CallbackBodies, CallbackSender
 from bot.config import Settings
@@ -197,6 +197,7 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             watch.stop()
             await asyncio.gather(*running, return_exceptions=True)
             await session.close()
+            people.detach(pool)
             await pool.close()
             log.info("taskjuice-bot stopped", extra={"event": "service.stopped"})
 
@@ -213,6 +214,7 @@ def _slack(app: web.Application, pool: asyncpg.Pool, background: Connections) ->
         retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
+    people.attach(people.SlackDirectory(client=client, pool=pool))
     return SlackSender(
         pool=background,
         client=client,

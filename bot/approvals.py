@@ -11,10 +11,12 @@ from uuid import UUID
 import asyncpg
 
 from bot import effects
-from bot.domain import NewApproval
+from bot.domain import Actor, NewApproval
 from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.people import Links, Person, same
 from bot.schemas import MAX_EXPIRY_SECONDS
 from store import idempotency, tasks
+from store import slack as slack_store
 
 __all__ = ["CreateResult", "content_hash", "create", "get"]
 
@@ -63,6 +65,7 @@ async def create(
                 raise ValidationFailed({"expires_at": "is in the past"})
             if first.expires_at > now + timedelta(seconds=MAX_EXPIRY_SECONDS):
                 raise ValidationFailed({"expires_at": "is more than 30 days away"})
+        await _check_people(conn, new)
         task_id = uuid.uuid4()
         await tasks.insert(conn, task_id, new, content_hash(new))
         await effects.task_changed(conn, task_id, "created")
@@ -79,3 +82,54 @@ async def get(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
     if view is None:
         raise NotFound("No such approval task.")
     return view
+
+
+async def _check_people(conn: asyncpg.Connection, new: NewApproval) -> None:
+    """Refuse tiers that name one person twice, or that cannot reach the quorum once the
+    people the Slack user cache ties together are merged (the requester aside, unless the
+    request allows self-approval)."""
+    named = [a for tier in new.tiers for a in tier.approvers]
+    if new.requested_by is not None:
+        named.append(new.requested_by)
+    cached = await slack_store.links_among(
+        conn,
+        [a.slack_user_id for a in named if a.slack_user_id],
+        [a.email for a in named if a.email],
+    )
+    links = Links.of([*cached, *((a.email, a.slack_user_id) for a in named)])
+    requester = links.of_actor(new.requested_by) if not new.allow_self_approval else Person()
+    fields: dict[str, str] = {}
+    for index, tier in enumerate(new.tiers):
+        where = "approvers" if index == 0 else f"escalation[{index - 1}].approvers"
+        people: list[Person] = []
+        for position, approver in enumerate(tier.approvers):
+            person = links.of_actor(approver)
+            twin = next((n for n, p in enumerate(people) if same(p, person)), None)
+            if twin is not None:
+                fields.setdefault(
+                    f"{where}[{position}]",
+                    f"names the same person as {where}[{twin}] ({_names(approver)})",
+                )
+            people.append(person)
+        distinct = _distinct(people)
+        eligible = [p for p in distinct if not same(p, requester)]
+        if len(eligible) < new.required_approvals:
+            fields.setdefault(
+                where,
+                f"required_approvals is {new.required_approvals} but only {len(eligible)} "
+                "distinct person(s) other than the requester can approve",
+            )
+    if fields:
+        raise ValidationFailed(fields)
+
+
+def _distinct(people: list[Person]) -> list[Person]:
+    out: list[Person] = []
+    for person in people:
+        if not any(same(p, person) for p in out):
+            out.append(person)
+    return out
+
+
+def _names(actor: Actor) -> str:
+    return " / ".join(n for n in (actor.email, actor.slack_user_id) if n)

@@ -1,12 +1,14 @@
 """The one decision path: every channel's approve/deny, and every other end of a task.
 
 `decide()` authorizes the person against the current tier, applies the self-approval rule and
-the quorum, and records the audit row, the outcome and the outbox rows in one statement. It
-reads the task in one statement and writes only if the task's version is unchanged, so of
-concurrent deciders of one task exactly one write wins each round and the others look again
-at what it did: a later vote counts towards the same quorum, a click after the end is told
-who ended it. No lock is held between the two statements. Decisions arriving together share
-those two statements (see `_Batch`).
+the quorum — both by person, not by name: an email and a Slack user the bot knows to be one
+person are one voter (see `bot.people`) — and records the audit row, the outcome and the
+outbox rows in one statement. It reads the task in one statement and writes only if the
+task's version is unchanged, so of concurrent deciders of one task exactly one write wins
+each round and the others look again at what it did: a later vote counts towards the same
+quorum, a click after the end is told who ended it. No lock is held between the two
+statements. Decisions arriving together share those two statements (see `_Batch`). Slack is
+never asked inside them: a person the cache cannot place is looked up between rounds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bot.domain import (
 )
 from bot.errors import NotFound
 from bot.metrics import Metrics
+from bot.people import Learned, Links, Person, directory_for, same
 from store import sweep, tasks
 from store.database import DATABASE_ERRORS
 
@@ -54,6 +57,8 @@ class Verdict(enum.StrEnum):
     NOT_APPROVER = "not_approver"
     SELF_APPROVAL = "self_approval"
     STALE = "stale"
+    UNRESOLVED = "unresolved"
+    """The bot cannot tell whether this person is the requester or has already voted."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +70,9 @@ class DecisionResult:
     decision: Decision | None = None
     approvals: int = 0
     webhook_id: str | None = None
+    ask: tuple[Actor, ...] = ()
+    """People (the voter first) whom Slack could place where the bot's cache cannot; the
+    verdict might differ once it has."""
 
     @property
     def changed(self) -> bool:
@@ -83,13 +91,14 @@ class _Request:
     client: dict[str, Any] | None
     content_hash: str | None
     tier: int | None
+    learned: Learned | None = None
 
     @property
     def reader(self) -> tasks.Reader:
-        """Whose read this is: an actor known only by Slack ids brings the email on file."""
-        if self.actor.email is None and self.actor.slack_user_id:
-            return tasks.Reader(self.task_id, self.actor.slack_team_id, self.actor.slack_user_id)
-        return tasks.Reader(self.task_id)
+        """Whose read this is: it brings what the Slack user cache knows of the actor."""
+        return tasks.Reader(
+            self.task_id, self.actor.slack_team_id, self.actor.slack_user_id, self.actor.email
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +138,12 @@ async def decide(
 
     `content_hash` and `tier`, when given, are what the person was shown: if the task has
     changed since (different content, or escalated to another tier), nothing is recorded.
-    An actor known only by Slack ids is matched by the email the bot has on file for them.
+
+    The actor is one person whatever name they come by: an email and a Slack user that the
+    Slack user cache (or an approver or audit row) ties together are the same voter, and the
+    same requester. When what the bot knows cannot tell, Slack is asked once about the actor,
+    outside any statement (`bot.people.SlackDirectory`); if it cannot answer either, an
+    approval is refused (`Verdict.UNRESOLVED`) rather than counted as a new person.
 
     Decisions arriving while others are being written are read and written together, one
     statement each for the whole batch (see `_Batch`); each is judged on its own.
@@ -144,9 +158,20 @@ async def decide(
         content_hash=content_hash,
         tier=tier,
     )
+    result = await _settle(pool, request, metrics)
+    if result.ask:
+        directory = directory_for(pool)
+        learned = await directory.look_up(result.ask) if directory is not None else None
+        if learned is not None:
+            result = await _settle(pool, replace(request, learned=learned), metrics)
+    return result
+
+
+async def _settle(pool: asyncpg.Pool, request: _Request, metrics: Metrics | None) -> DecisionResult:
     result = await _Batch.submit(pool, request, metrics)
     if result is not None:
         return result
+    via, outcome = request.via, request.outcome
 
     # The batch could not settle it (a lost race, an overdue task, an error): alone, as before.
     async def attempt(conn: asyncpg.Connection) -> DecisionResult | None:
@@ -160,7 +185,7 @@ async def decide(
         _count(metrics, via, outcome.value)
         return ruling.result(recorded)
 
-    return await _until_settled(pool, task_id, attempt)
+    return await _until_settled(pool, request.task_id, attempt)
 
 
 def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult | _Ruling:
@@ -173,22 +198,52 @@ def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult 
     ):
         return DecisionResult(verdict=Verdict.STALE, task=task)
     actor = request.actor
+    links = Links.of(
+        [*context.links, *((a.email, a.slack_user_id) for a in context.approvers)]
+        + [(v.actor.email, v.actor.slack_user_id) for v in context.votes if v.actor],
+        request.learned,
+    )
+    voter = links.of_actor(actor)
+    asking = request.learned is None  # Slack is asked once, between the two rounds
+    ask = [actor] if asking and not voter.complete else []
+    approver = next((a for a in context.approvers if _names(a, voter)), None)
+    if approver is None:
+        return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task, ask=tuple(ask))
+    voter = links.person(
+        emails=[*voter.emails, approver.email],
+        slack_ids=[*voter.slack_ids, approver.slack_user_id],
+    )
+    approving = request.outcome is Outcome.APPROVE
+    requester = task.requested_by
+    others: list[Actor] = []
+    if approving and requester is not None and not task.allow_self_approval:
+        self_vote = same(voter, links.of_actor(requester))
+        if self_vote:
+            return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
+        if self_vote is None:
+            others.append(requester)
+    approvals = sum(1 for v in context.votes if v.action == "approve")
+    for vote in context.votes:
+        one = vote.approver_id == approver.id or same(voter, links.of_actor(vote.actor))
+        if one:
+            return DecisionResult(
+                verdict=Verdict.ALREADY_VOTED, task=task, decision=vote, approvals=approvals
+            )
+        if one is None and vote.actor is not None:
+            others.append(vote.actor)
+    if others and approving:
+        # Counting it could count one person twice, or let the requester approve: refuse.
+        # (A deny ends the task the safe way whoever sends it, so it is not held back.)
+        if asking:
+            ask += [_one_name(o) for o in others]
+        return DecisionResult(
+            verdict=Verdict.UNRESOLVED, task=task, approvals=approvals, ask=tuple(ask)
+        )
     who = (
         actor
-        if actor.email or not context.slack_email
-        else replace(actor, email=context.slack_email)
+        if actor.email or not voter.emails
+        else replace(actor, email=min(voter.emails) if len(voter.emails) == 1 else None)
     )
-    approver = _find(context.approvers, who)
-    if approver is None:
-        return DecisionResult(verdict=Verdict.NOT_APPROVER, task=task)
-    if request.outcome is Outcome.APPROVE and _is_requester(task, who, approver):
-        return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
-    earlier = next((v for v in context.votes if v.approver_id == approver.id), None)
-    approvals = sum(1 for v in context.votes if v.action == "approve")
-    if earlier is not None:
-        return DecisionResult(
-            verdict=Verdict.ALREADY_VOTED, task=task, decision=earlier, approvals=approvals
-        )
 
     approvals += request.outcome is Outcome.APPROVE
     if request.outcome is Outcome.DENY:
@@ -417,25 +472,17 @@ async def _load_current(conn: asyncpg.Connection, reader: tasks.Reader) -> tasks
     return context
 
 
-def _find(approvers: list[Approver], actor: Actor) -> Approver | None:
-    return next((a for a in approvers if a.matches(actor)), None)
+def _one_name(actor: Actor) -> Actor:
+    """The name of a person Slack is best asked about: their Slack user, else their email."""
+    if actor.slack_user_id:
+        return Actor(slack_user_id=actor.slack_user_id, slack_team_id=actor.slack_team_id)
+    return Actor(email=actor.email)
 
 
-def _is_requester(task: ApprovalTask, actor: Actor, approver: Approver) -> bool:
-    requester = task.requested_by
-    if requester is None or task.allow_self_approval:
-        return False
-    person = Actor(
-        email=approver.email or actor.email,
-        slack_user_id=approver.slack_user_id or actor.slack_user_id,
-    )
-    return Approver(
-        id=0,
-        tier=0,
-        email=requester.email,
-        slack_user_id=requester.slack_user_id,
-        slack_team_id=None,
-    ).matches(person)
+def _names(approver: Approver, person: Person) -> bool:
+    """Whether the approver row names this person (by either of its names)."""
+    email = approver.email.lower() if approver.email else None
+    return email in person.emails or approver.slack_user_id in person.slack_ids
 
 
 def _with(task: ApprovalTask, status: TaskStatus, resolution: Resolution) -> ApprovalTask:

@@ -85,6 +85,12 @@ def explain(
         )
     if result.verdict is Verdict.SELF_APPROVAL:
         return "You asked for this approval, so you cannot approve it yourself."
+    if result.verdict is Verdict.UNRESOLVED:
+        return (
+            "Your approval was not counted: the bot could not confirm that you are not the "
+            "requester or an approver who has already voted under another name (email or "
+            "Slack), and Slack could not be asked just now. Please try again in a few minutes."
+        )
     if result.verdict is Verdict.STALE:
         if view["tier"] > result.task.tier or view["tier"] > 0:
             names = ", ".join(style.person(p) for p in _tier_people(view))

@@ -20,18 +20,16 @@ from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
-import aiohttp
 import asyncpg
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import alerts, decisions
 from bot.config import Settings
-from bot.decisions import DecisionResult, Verdict
+from bot.decisions import DecisionResult
 from bot.domain import Actor, Channel, Outcome
 from bot.errors import BotError, NotFound
 from bot.explain import explain
@@ -241,36 +239,10 @@ class _SlackEdge:
             )
 
         try:
-            result = await decide(actor)
-            if result.verdict is Verdict.NOT_APPROVER:
-                # Perhaps an approver listed by email whom the bot has never looked up (they
-                # joined Slack after the request was posted): ask Slack once, then decide again.
-                learned = await self._learn_email(actor)
-                if learned is not None:
-                    result = await decide(replace(actor, email=learned))
-            return result
+            # Who the clicker is by email, when it matters, is resolved inside decide().
+            return await decide(actor)
         except NotFound:
             return None
-
-    async def _learn_email(self, actor: Actor) -> str | None:
-        """The clicker's email from `users.info`, cached, when the bot did not know it yet.
-        Bounded to a second and a half: this runs before the ack, on a refusal path only."""
-        team, user = actor.slack_team_id or "", actor.slack_user_id or ""
-        async with self.pool.acquire() as conn:
-            if await store.email_of(conn, team, user):
-                return None  # known already, and not an approver
-        try:
-            async with asyncio.timeout(1.5):
-                answer = await self.client.users_info(user=user)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError):
-            return None
-        profile = (answer.get("user") or {}).get("profile") or {}
-        email = profile.get("email")
-        if not isinstance(email, str) or not email:
-            return None
-        async with self.pool.acquire() as conn:
-            await store.cache_user(conn, team, user, email, (answer.get("user") or {}).get("tz"))
-        return email
 
     async def _tell(self, body: dict[str, Any], result: DecisionResult | None) -> None:
         """Explain a refusal to the person, privately, through the outbox."""

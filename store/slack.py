@@ -12,6 +12,7 @@ __all__ = [
     "email_of",
     "home_seen",
     "home_viewers",
+    "links_among",
     "pending_for",
     "user_of_email",
 ]
@@ -46,6 +47,19 @@ async def user_of_email(conn: asyncpg.Connection, team_id: str, email: str) -> s
         email,
     )
     return user
+
+
+async def links_among(
+    conn: asyncpg.Connection, user_ids: list[str], emails: list[str]
+) -> list[tuple[str, str]]:
+    """(email, Slack user) pairs the cache holds for any of these users or emails, any team."""
+    rows = await conn.fetch(
+        "SELECT email, user_id FROM slack_users WHERE email IS NOT NULL"
+        " AND (user_id = ANY($1::text[]) OR lower(email) = ANY($2::text[]))",
+        user_ids,
+        [e.lower() for e in emails],
+    )
+    return [(str(r["email"]), str(r["user_id"])) for r in rows]
 
 
 async def pending_for(

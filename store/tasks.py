@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -362,15 +362,15 @@ async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionContext:
     """A task as one statement read it, with what a decision needs: the current tier's
-    approvers and votes, the version a decision must find unchanged, and the email the
-    bot knows for the deciding Slack user."""
+    approvers and votes, the version a decision must find unchanged, and the (email, Slack
+    user) pairs of the bot's Slack user cache that name the voter, a voter or the requester."""
 
     task: ApprovalTask
     approvers: list[Approver]
     votes: list[Decision]
     final: Decision | None
     version: int
-    slack_email: str | None = None
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 _AUDIT_JSON = """json_build_object('id', d.id, 'task_id', d.task_id, 'tier', d.tier,
@@ -388,10 +388,24 @@ SELECT r.n, t.*, t.status = 'pending' AND t.expires_at <= now() AS overdue,
      FROM decisions d WHERE d.task_id = t.id AND d.tier = t.tier AND d.approver_id IS NOT NULL)
         AS votes,
     (SELECT {_AUDIT_JSON} FROM decisions d WHERE d.id = t.final_decision_id) AS final,
-    (SELECT u.email FROM slack_users u WHERE u.team_id = r.team AND u.user_id = r.member)
-        AS slack_email
-FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS r(id, team, member, n)
+    (SELECT coalesce(json_agg(json_build_array(u.email, u.user_id)), '[]') FROM slack_users u
+     WHERE u.email IS NOT NULL AND (u.user_id = ANY (k.ids) OR lower(u.email) = ANY (k.emails)))
+        AS links
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+    AS r(id, team, member, email, n)
 JOIN tasks t ON t.id = r.id
+CROSS JOIN LATERAL (
+    -- The names to look up in the Slack user cache: the voter's, the tier's voters', the
+    -- requester's (Slack user ids are unique across workspaces, so no team is needed).
+    SELECT coalesce(array_agg(n.id) FILTER (WHERE n.id IS NOT NULL), '{{}}') AS ids,
+        coalesce(array_agg(lower(n.email)) FILTER (WHERE n.email IS NOT NULL), '{{}}') AS emails
+    FROM (
+        SELECT d.actor_slack_user_id, d.actor_email FROM decisions d
+        WHERE d.task_id = t.id AND d.tier = t.tier AND d.approver_id IS NOT NULL
+        UNION ALL VALUES (t.requested_by ->> 'slack_user_id', t.requested_by ->> 'email'),
+            (r.member, r.email)
+    ) AS n(id, email)
+) k
 """  # noqa: S608 (constant SQL)
 
 
@@ -406,11 +420,12 @@ async def lock(conn: asyncpg.Connection, task_id: UUID) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """Whose decision a read is for: a Slack user brings the email the bot has for them."""
+    """Whose decision a read is for: the read brings what the Slack user cache knows of them."""
 
     task_id: UUID
     slack_team_id: str | None = None
     slack_user_id: str | None = None
+    email: str | None = None
 
 
 async def load_for_decisions(
@@ -424,6 +439,7 @@ async def load_for_decisions(
         [r.task_id for r in readers],
         [r.slack_team_id for r in readers],
         [r.slack_user_id for r in readers],
+        [r.email for r in readers],
     )
     found: list[DecisionContext | None] = [None] * len(readers)
     for row in rows:
@@ -433,7 +449,7 @@ async def load_for_decisions(
             votes=[_audit(v) for v in row["votes"]],
             final=_audit(row["final"]) if row["final"] else None,
             version=row["version"],
-            slack_email=row["slack_email"],
+            links=[(email, user) for email, user in row["links"]],
         )
     return found
 

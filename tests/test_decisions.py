@@ -20,6 +20,7 @@ from bot.errors import NotFound
 from bot.metrics import Metrics
 from bot.sweeper import Sweeper
 from bot.validation import parse_new_approval
+from store import slack as slack_store
 from store import statistics
 from store.database import create_pool
 from tests.conftest import approval_body
@@ -34,6 +35,15 @@ async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
     new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
     view, _ = await approvals.create(pool, new)
     return UUID(view["id"])
+
+
+async def known_to_slack(pool: asyncpg.Pool, actor: Actor, email: str) -> None:
+    """Put a Slack user in the bot's cache, as a delivery or a lookup would have."""
+    assert actor.slack_user_id is not None
+    async with pool.acquire() as conn:
+        await slack_store.cache_user(
+            conn, actor.slack_team_id or "T0001", actor.slack_user_id, email, None
+        )
 
 
 async def callback_bodies(pool: asyncpg.Pool) -> list[dict[str, Any]]:
@@ -125,6 +135,7 @@ async def test_self_approval_when_the_request_allows_it(pool: asyncpg.Pool) -> N
 
 
 async def test_a_quorum_of_two_needs_two_distinct_approvers(pool: asyncpg.Pool) -> None:
+    await known_to_slack(pool, LEE, "lee@acme.test")
     task_id = await new_task(pool, required_approvals=2)
     first = await decide(
         pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
@@ -224,6 +235,7 @@ async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -
 async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
     pool: asyncpg.Pool,
 ) -> None:
+    await known_to_slack(pool, LEE, "lee@acme.test")
     for _ in range(15):
         task_id = await new_task(pool, required_approvals=2)
         results = await asyncio.gather(
@@ -266,6 +278,7 @@ async def test_decisions_arriving_together_are_written_together_and_judged_each_
     pool: asyncpg.Pool,
 ) -> None:
     metrics = Metrics()
+    await known_to_slack(pool, LEE, "lee@acme.test")
     plain = [await new_task(pool, run_id=f"run_{n}") for n in range(30)]
     by_slack_id = await new_task(pool)
     not_theirs = await new_task(pool)
