@@ -17,6 +17,7 @@ from bot.app_keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
 from bot.callbacks import CallbackBodies, CallbackSender
 from bot.config import Settings
 from bot.effects import ChannelPlugin, Fanout
+from bot.errors import BotError
 from bot.mail_delivery import EmailChannel, MailSender
 from bot.metrics import Metrics
 from bot.outbox import Dispatcher, Handler, UnattendedWatch
@@ -24,6 +25,7 @@ from bot.slack_delivery import SlackChannel, SlackSender
 from bot.sweeper import Sweeper
 from handlers import health, links, mail
 from handlers.api import api_app
+from handlers.health import READINESS, Readiness
 from handlers.slack import build_bolt, slack_route
 from handlers.smtp import start_listener
 from store.database import (
@@ -36,8 +38,9 @@ from store.database import (
 )
 from store.migrate import apply_migrations
 from store.outbox import OutboxItem
+from store.readiness import missing_migrations
 
-__all__ = ["BOLT", "DISPATCHER", "build_app", "prepare_database"]
+__all__ = ["BOLT", "DISPATCHER", "SchemaBehind", "build_app", "prepare_database", "require_schema"]
 
 log = logging.getLogger("taskjuice.app")
 
@@ -51,6 +54,10 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 BOLT = web.AppKey("bolt", AsyncApp)
 
 
+class SchemaBehind(BotError):
+    """The database schema is older than this version needs: run `taskjuice-bot migrate`."""
+
+
 async def prepare_database(database_url: str) -> list[str]:
     """Wait for PostgreSQL, then apply missing migrations (safe from many replicas)."""
     await wait_for_database(database_url)
@@ -59,6 +66,23 @@ async def prepare_database(database_url: str) -> list[str]:
         return await apply_migrations(conn)
     finally:
         await conn.close()
+
+
+async def require_schema(database_url: str) -> None:
+    """With MIGRATE_ON_START=false: wait for PostgreSQL, change nothing, and refuse to run on
+    a schema that lacks a migration this version needs (newer ones are fine)."""
+    await wait_for_database(database_url)
+    conn = await connect(database_url)
+    try:
+        missing = await missing_migrations(conn)
+    finally:
+        await conn.close()
+    if missing:
+        raise SchemaBehind(
+            f"the database schema lacks {len(missing)} migration(s) this version needs"
+            f" ({', '.join(missing)}) and MIGRATE_ON_START is false:"
+            " run `taskjuice-bot migrate` first"
+        )
 
 
 def build_app(
@@ -73,6 +97,9 @@ def build_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_unavailable])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    # Only a worker-only process answers for the outbox: a web process that is behind on
+    # sending must still take requests.
+    app[READINESS] = Readiness(outbox_max_age=None if edges else settings.ready_max_outbox_age)
     app.cleanup_ctx.append(_lifecycle(database_url, workers, edges))
     health.add_routes(app)
     if not edges:
@@ -133,7 +160,10 @@ async def keep_running(
 def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        await prepare_database(database_url)
+        if settings.migrate_on_start:
+            await prepare_database(database_url)
+        else:
+            await require_schema(database_url)
         pool = await create_pool(
             database_url, max_size=REQUEST_CONNECTIONS + BACKGROUND_CONNECTIONS
         )
@@ -171,6 +201,7 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
 
             socket_mode = AsyncSocketModeHandler(app[BOLT], settings.slack_app_token)
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+            app[READINESS].slack_socket = socket_mode.client
         listener = None
         if edges and settings.inbound_smtp_port is not None:
             listener = await start_listener(pool, settings, app[METRICS])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import build_app, prepare_database
+from bot.app import SchemaBehind, build_app, prepare_database
 from bot.config import SETTINGS_HELP, Settings, load_settings
 from bot.errors import SettingsError
 from bot.logs import configure_logging
@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=textwrap.dedent(
             """\
             Settings come from the environment; a .env file in the working directory may
-            supply them (the environment wins). A missing or malformed setting stops start-up
-            with one line naming it.
+            supply them (the environment wins). A secret may instead be read from a file:
+            NAME_FILE=/path. A missing or malformed setting stops start-up with one line
+            naming it.
 
             """
         )
@@ -125,14 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         edges=args.command == "serve",
     )
     app.on_startup.append(settle_heap)  # after the app's own start-up, which comes first
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10,
+        )
+    except SchemaBehind as exc:
+        print(f"taskjuice-bot: {exc.message}", file=sys.stderr)
+        return 2
     return 0
 
 

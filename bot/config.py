@@ -13,7 +13,24 @@ from urllib.parse import urlsplit
 
 from bot.errors import SettingsError
 
-__all__ = ["SETTINGS_HELP", "Settings", "load_settings"]
+__all__ = ["SECRET_SETTINGS", "SETTINGS_HELP", "Settings", "load_settings"]
+
+# Settings that may instead be read from a file named by NAME_FILE (a mounted secret), so the
+# value need not sit in the environment. A secret setting joins by being listed here.
+SECRET_SETTINGS: tuple[str, ...] = (
+    "DATABASE_URL",
+    "API_TOKENS",
+    "CALLBACK_SECRET",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_CLIENT_SECRET",
+    "SLACK_TOKEN_KEYS",
+    "LINK_SECRETS",
+    "SMTP_PASSWORD",
+    "INBOUND_WEBHOOK_SECRET",
+    "MAILGUN_SIGNING_KEY",
+)
 
 
 # name, meaning — the table `taskjuice-bot --help` prints and the README repeats.
@@ -56,6 +73,22 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("MAX_BODY_BYTES", "largest accepted request body in bytes (default 262144)"),
     ("TASKJUICE_DATA_DIR", "where the embedded PostgreSQL keeps its data (default ./.taskjuice)"),
     ("LOG_LEVEL", "DEBUG | INFO | WARNING | ERROR (default INFO)"),
+    (
+        "MIGRATE_ON_START",
+        "false -> do not migrate at start-up; refuse to start if the schema is behind (run"
+        " `taskjuice-bot migrate` first); default true",
+    ),
+    (
+        "READY_MAX_OUTBOX_AGE",
+        "worker processes: /readyz is 503 while due outbox work has waited longer than this"
+        " many seconds (default 300)",
+    ),
+    (
+        "NAME_FILE",
+        "for each secret (DATABASE_URL, API_TOKENS, CALLBACK_SECRET, SLACK_*_TOKEN,"
+        " SLACK_SIGNING_SECRET, LINK_SECRETS, SMTP_PASSWORD, ...): read NAME from this file"
+        " (one trailing newline stripped); NAME and NAME_FILE together stop start-up",
+    ),
 )
 
 _REQUIRED = ("API_TOKENS", "CALLBACK_URL", "CALLBACK_SECRET", "TASKJUICE_APP_URL")
@@ -65,7 +98,7 @@ _REQUIRED = ("API_TOKENS", "CALLBACK_URL", "CALLBACK_SECRET", "TASKJUICE_APP_URL
 class Settings:
     """Everything the service is configured with; built once by `load_settings`."""
 
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".taskjuice")
     api_tokens: tuple[str, ...] = ()
     callback_url: str = ""
@@ -99,6 +132,8 @@ class Settings:
     callback_timeout: float = 10.0
     max_body_bytes: int = 262144
     log_level: str = "INFO"
+    migrate_on_start: bool = True
+    ready_max_outbox_age: float = 300.0
 
     @property
     def slack_enabled(self) -> bool:
@@ -123,16 +158,20 @@ def load_settings(
     """Build Settings from the environment over an optional `.env` file.
 
     `service=False` reads only what the database needs (for `taskjuice-bot migrate`).
-    Raises SettingsError whose one-line message names every missing or malformed setting.
+    A secret setting may come from the file its NAME_FILE names (see SECRET_SETTINGS).
+    Raises SettingsError whose one-line message names every missing or malformed setting;
+    it never carries a setting's value.
     """
     env = _read_dotenv(env_file)
     env.update(os.environ if environ is None else environ)
     env = {k: v.strip() for k, v in env.items() if v is not None and v.strip() != ""}
     reader = _Reader(env)
+    _read_secret_files(reader, SECRET_SETTINGS if service else ("DATABASE_URL",))
     values: dict[str, Any] = {
         "database_url": reader.get("DATABASE_URL", _postgres_url),
         "data_dir": Path(env.get("TASKJUICE_DATA_DIR", ".taskjuice")),
         "log_level": reader.get("LOG_LEVEL", _log_level, "INFO"),
+        "migrate_on_start": reader.get("MIGRATE_ON_START", _bool, True),
     }
     if service:
         values |= _service_values(reader, env)
@@ -178,6 +217,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "sweep_interval": reader.get("SWEEP_INTERVAL", _positive, 1.0),
         "callback_timeout": reader.get("CALLBACK_TIMEOUT", _positive, 10.0),
         "max_body_bytes": reader.get("MAX_BODY_BYTES", _port_like_int, 262144),
+        "ready_max_outbox_age": reader.get("READY_MAX_OUTBOX_AGE", _positive, 300.0),
     }
     if env.get("SLACK_BOT_TOKEN") and not env.get("SLACK_APP_TOKEN"):
         reader.require("SLACK_SIGNING_SECRET", "needed with SLACK_BOT_TOKEN in HTTP mode")
@@ -198,7 +238,7 @@ class _Reader:
         self.problems: dict[str, str] = {}
 
     def require(self, name: str, why: str = "required") -> None:
-        if name not in self.env:
+        if name not in self.env and f"{name}_FILE" not in self.problems:
             self.problems.setdefault(name, f"missing ({why})")
 
     def problem(self, name: str, what: str) -> None:
@@ -218,6 +258,29 @@ class _Reader:
         if self.problems:
             listed = "; ".join(f"{name} {what}" for name, what in self.problems.items())
             raise SettingsError(f"invalid settings: {listed}")
+
+
+def _read_secret_files(reader: _Reader, names: tuple[str, ...]) -> None:
+    """Put the content of each NAME_FILE into NAME, less one trailing newline (files written
+    by `echo` or an editor end with one). Problems name the settings, never the content."""
+    for name in names:
+        path = reader.env.get(f"{name}_FILE")
+        if path is None:
+            continue
+        if name in reader.env:
+            reader.problem(name, f"and {name}_FILE are both set (set one)")
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            reader.problem(f"{name}_FILE", f"cannot be read ({why}: {path})")
+            continue
+        value = value.removesuffix("\n").removesuffix("\r")
+        if value == "":
+            reader.problem(f"{name}_FILE", f"names an empty file ({path})")
+            continue
+        reader.env[name] = value
 
 
 def _read_dotenv(path: Path | None) -> dict[str, str]:

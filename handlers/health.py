@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -10,8 +12,29 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bot.app_keys import METRICS, POOL
 from store import outbox
 from store.database import DATABASE_ERRORS
+from store.readiness import oldest_due_age
 
-__all__ = ["add_routes"]
+__all__ = ["READINESS", "Readiness", "add_routes"]
+
+
+class Connection(Protocol):
+    """A long-lived connection that readiness depends on (the Slack Socket Mode client)."""
+
+    async def is_connected(self) -> bool: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class Readiness:
+    """What /readyz checks besides the database, set up by the app's start-up."""
+
+    # Socket Mode: Slack's clicks and commands arrive only while this is connected.
+    slack_socket: Connection | None = None
+    # A worker-only process: due outbox work waiting longer than this means it is not keeping
+    # up (or not working at all), although its database answers.
+    outbox_max_age: float | None = None
+
+
+READINESS = web.AppKey("readiness", Readiness)
 
 
 def add_routes(app: web.Application) -> None:
@@ -26,14 +49,36 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """The database answers; a load balancer should send traffic here only then."""
+    """The database answers, Socket Mode (if used) is connected, and a worker keeps up with
+    the outbox; a load balancer should send traffic here only then. A 503 says why."""
+    checks = request.config_dict.get(READINESS) or Readiness()
+    body: dict[str, Any] = {}
+    problems: list[str] = []
     try:
         async with asyncio.timeout(2):
             async with request.config_dict[POOL].acquire() as conn:
                 await conn.fetchval("SELECT 1")
+                if checks.outbox_max_age is not None:
+                    age = await oldest_due_age(conn)
+                    body["outbox_oldest_due_seconds"] = round(age, 1)
+                    body["outbox_max_age_seconds"] = checks.outbox_max_age
+                    if age > checks.outbox_max_age:
+                        problems.append(
+                            f"outbox work has been due for {age:.0f} s,"
+                            f" longer than READY_MAX_OUTBOX_AGE ({checks.outbox_max_age:g} s)"
+                        )
+        body["database"] = "ok"
     except DATABASE_ERRORS:
-        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
-    return web.json_response({"status": "ready", "database": "ok"})
+        body["database"] = "unreachable"
+        problems.append("the database does not answer")
+    if checks.slack_socket is not None:
+        connected = await checks.slack_socket.is_connected()
+        body["slack_socket_mode"] = "connected" if connected else "disconnected"
+        if not connected:
+            problems.append("the Slack Socket Mode connection is down")
+    if problems:
+        return web.json_response({"status": "unavailable", **body, "reasons": problems}, status=503)
+    return web.json_response({"status": "ready", **body})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -84,6 +84,8 @@ class SlackApiDouble:
     socket_acks: dict[str, Any] = field(default_factory=dict)
     _socket_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    _sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    _socket_refused: bool = False
 
     # --- the workspace -------------------------------------------------------------------
 
@@ -329,6 +331,17 @@ class SlackApiDouble:
     async def socket_connected(self) -> None:
         await self._socket_connected.wait()
 
+    async def socket_down(self) -> None:
+        """Slack's Socket Mode service goes away: open connections are closed and new ones
+        refused until `socket_up()`."""
+        self._socket_refused = True
+        self._socket_connected.clear()
+        for ws in list(self._sockets):
+            await ws.close()
+
+    def socket_up(self) -> None:
+        self._socket_refused = False
+
     async def socket_send(self, kind: str, payload: dict[str, Any]) -> str:
         """Deliver an envelope (`interactive`, `slash_commands`, `events_api`) to the app."""
         envelope_id = f"env-{next(self._clock)}"
@@ -342,9 +355,12 @@ class SlackApiDouble:
         )
         return envelope_id
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if self._socket_refused:
+            return web.Response(status=503, text="socket mode is down")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self._sockets.add(ws)
         await ws.send_json(
             {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0TASKJ01"}}
         )
@@ -364,4 +380,5 @@ class SlackApiDouble:
                         self.changed.set()
         finally:
             sender.cancel()
+            self._sockets.discard(ws)
         return ws
