@@ -244,7 +244,7 @@ def test_the_listener_address_defaults_to_loopback() -> None:
         "CALLBACK_URL": "http://127.0.0.1:9/cb",
         "CALLBACK_SECRET": "whsec_dGVzdC1jYWxsYmFjay1zZWNyZXQta2V5",
         "TASKJUICE_APP_URL": "http://app.test",
-        "HOST": "0.0.0.0",
+        "HOST": "0.0.0.0",  # noqa: S104 - the web server public, the listener not
     }
     assert load_settings(env, env_file=None).inbound_smtp_host == "127.0.0.1"
     changed = load_settings(env | {"INBOUND_SMTP_HOST": "10.0.0.5"}, env_file=None)
@@ -256,7 +256,9 @@ async def test_the_listener_does_not_listen_where_the_web_server_does(
 ) -> None:
     port = free_port()
     svc = await start_service(
-        mail_settings(receiver, catcher, port, host="0.0.0.0"), database_url, port=port
+        mail_settings(receiver, catcher, port, host="0.0.0.0"),  # noqa: S104
+        database_url,
+        port=port,
     )
     try:
         smtp_port = _listener_port(svc)
