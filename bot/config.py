@@ -59,6 +59,10 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("MAIL_FROM", "From address of the bot's mail (required with SMTP_HOST)"),
     ("REPLY_DOMAIN", "catch-all domain for per-approver Reply-To; unset -> reply-by-email off"),
     ("INBOUND_SMTP_PORT", "port of the built-in inbound SMTP listener; unset -> off"),
+    (
+        "INBOUND_SMTP_HOST",
+        "listen address of the inbound SMTP listener (default 127.0.0.1: behind the site's MTA)",
+    ),
     ("INBOUND_WEBHOOK_SECRET", "bearer secret for POST /email/inbound; unset -> endpoint off"),
     ("INBOUND_AUTHSERV_ID", "trusted Authentication-Results authserv-id; set -> DMARC must pass"),
     ("MAILGUN_SIGNING_KEY", "Mailgun webhook signing key; set -> POST /email/inbound/mailgun"),
@@ -119,6 +123,7 @@ class Settings:
     mail_from: str | None = None
     reply_domain: str | None = None
     inbound_smtp_port: int | None = None
+    inbound_smtp_host: str = "127.0.0.1"
     inbound_webhook_secret: str | None = field(default=None, repr=False)
     inbound_authserv_id: str | None = None
     mailgun_signing_key: str | None = field(default=None, repr=False)
@@ -205,6 +210,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "mail_from": env.get("MAIL_FROM"),
         "reply_domain": env.get("REPLY_DOMAIN"),
         "inbound_smtp_port": reader.get("INBOUND_SMTP_PORT", _port),
+        "inbound_smtp_host": reader.get("INBOUND_SMTP_HOST", str, "127.0.0.1"),
         "inbound_webhook_secret": env.get("INBOUND_WEBHOOK_SECRET"),
         "inbound_authserv_id": env.get("INBOUND_AUTHSERV_ID"),
         "mailgun_signing_key": env.get("MAILGUN_SIGNING_KEY"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import logging
 from email import errors
-from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
@@ -18,26 +17,26 @@ from bot.explain import PLAIN, explain
 from bot.mail_delivery import queue_answer
 from bot.mail_replies import (
     Reading,
-    dmarc_passed,
-    first_line,
-    is_automatic,
-    message_key,
+    ReplyFacts,
+    TooComplex,
+    clean_text,
+    header_tokens,
     outcome_of,
-    parse,
+    read_reply,
     reply_tokens,
-    sender,
-    understand,
 )
 from bot.metrics import Metrics
+from bot.reply_worker import READERS, ReaderUnavailable, ReadTooLong
 from store import mail, tasks
+from store.database import DATABASE_ERRORS
 
-__all__ = ["ReplyOutcome", "handle_reply", "known_recipient"]
+__all__ = ["ReplyNotHandled", "ReplyOutcome", "handle_reply", "known_recipient"]
 
 log = logging.getLogger("taskjuice.mail")
 
 _HOW_TO = (
-    'Reply with "approve" or "deny" on the first line (or their German, French or Spanish '
-    "equivalents), or use the buttons in the original email."
+    'Reply with "approve" or "deny" (or their German, French or Spanish equivalents), '
+    "or use the buttons in the original email."
 )
 
 
@@ -54,6 +53,15 @@ class ReplyOutcome(enum.StrEnum):
     WRONG_SENDER = "wrong_sender"
     DMARC_FAILED = "dmarc_failed"
     UNREADABLE = "unreadable"
+    TOO_COMPLEX = "too_complex"
+
+
+_RETRY: tuple[type[BaseException], ...] = (ReaderUnavailable, *DATABASE_ERRORS)
+
+
+class ReplyNotHandled(Exception):
+    """The reply could not be handled just now (database or reader away); the sender's MTA
+    or provider should deliver it again later. Nothing was decided twice."""
 
 
 async def known_recipient(pool: asyncpg.Pool, settings: Settings, address: str) -> bool:
@@ -76,33 +84,44 @@ async def handle_reply(
     envelope_from: str | None = None,
     metrics: Metrics | None = None,
 ) -> ReplyOutcome:
-    """Read one reply and decide through `decide()` when it clearly says so."""
+    """Read one reply and decide through `decide()` when it clearly says so.
+
+    The recipient is checked from the envelope or the header section before anything else
+    is parsed; the body is read in a worker process (`READERS`), within its limits. Raises
+    ReplyNotHandled when it should be retried.
+    """
     try:
-        message = parse(raw)
-    except Exception:
-        return ReplyOutcome.UNREADABLE
-    try:
-        outcome = await _handle(pool, settings, message, raw, recipients, envelope_from, metrics)
-    except (errors.HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
-        outcome = ReplyOutcome.UNREADABLE  # headers no parser can read decide nothing
+        outcome = await _handle(pool, settings, raw, recipients, envelope_from, metrics)
+    except _RETRY as exc:
+        log.warning("reply not handled", extra={"event": "mail.retry", "error": type(exc).__name__})
+        raise ReplyNotHandled from exc
     log.info("reply handled", extra={"event": "mail.reply", "outcome": outcome.value})
     return outcome
 
 
-def _addresses(message: EmailMessage, recipients: list[str] | None) -> list[str]:
-    if recipients:
-        return recipients
-    found: list[str] = []
-    for name in ("Delivered-To", "X-Original-To", "To", "Cc"):
-        for header in message.get_all(name) or []:
-            found += [a.addr_spec for a in getattr(header, "addresses", ())]
-    return found
+async def _target(
+    pool: asyncpg.Pool, settings: Settings, raw: bytes, recipients: list[str] | None
+) -> dict[str, Any] | None:
+    domain = settings.reply_domain or ""
+    tokens = reply_tokens(recipients, domain) if recipients else header_tokens(raw, domain)
+    async with pool.acquire() as conn:
+        for token in tokens[:10]:
+            target = await mail.reply_target(conn, token)
+            if target is not None:
+                return target
+    return None
+
+
+async def _read(settings: Settings, raw: bytes, envelope_from: str | None) -> ReplyFacts:
+    try:
+        return await READERS.run(read_reply, raw, settings.inbound_authserv_id, envelope_from)
+    except ReadTooLong:
+        return ReplyFacts(problem=ReplyOutcome.TOO_COMPLEX.value)
 
 
 async def _handle(
     pool: asyncpg.Pool,
     settings: Settings,
-    message: EmailMessage,
     raw: bytes,
     recipients: list[str] | None,
     envelope_from: str | None,
@@ -110,35 +129,37 @@ async def _handle(
 ) -> ReplyOutcome:
     if not settings.reply_domain:
         return ReplyOutcome.UNKNOWN_RECIPIENT
-    if is_automatic(message, envelope_from):
-        return ReplyOutcome.AUTOMATIC
-    target = None
-    async with pool.acquire() as conn:
-        for token in reply_tokens(_addresses(message, recipients), settings.reply_domain):
-            target = await mail.reply_target(conn, token)
-            if target is not None:
-                break
+    try:
+        target = await _target(pool, settings, raw, recipients)
+    except TooComplex:
+        return ReplyOutcome.TOO_COMPLEX
+    except (errors.MessageError, ValueError, TypeError):
+        return ReplyOutcome.UNREADABLE
     if target is None:
         return ReplyOutcome.UNKNOWN_RECIPIENT
-    who = sender(message)
+    facts = await _read(settings, raw, envelope_from)
+    if facts.problem is not None:
+        return ReplyOutcome(facts.problem)
+    if facts.automatic:
+        return ReplyOutcome.AUTOMATIC
+    who = facts.sender
     if who is None or who != str(target["approver_email"]).lower():
         return ReplyOutcome.WRONG_SENDER
-    if settings.inbound_authserv_id and not dmarc_passed(
-        message, settings.inbound_authserv_id, who.rpartition("@")[2]
-    ):
+    if settings.inbound_authserv_id and not facts.dmarc:
         return ReplyOutcome.DMARC_FAILED
-    key = message_key(message, raw)
+    key = facts.key
     async with pool.acquire() as conn:
         view = await tasks.task_view(conn, target["task_id"])
     assert view is not None
-    reading = understand(first_line(message))
+    # Only cleaned text (no control characters, no line breaks) reaches our own headers.
     answer = {
         "to": who,
-        "subject": str(message.get("Subject", view["summary"]))[:200],
-        "in_reply_to": str(message.get("Message-ID", "")).strip()[:500] or None,
+        "subject": facts.subject or clean_text(view["summary"], 200),
+        "in_reply_to": facts.message_id,
         "summary": view["summary"],
         "inbox_url": f"{settings.taskjuice_app_url}/{view['workspace']}/monitoring/approvals",
     }
+    reading = facts.reading
     if reading is Reading.AMBIGUOUS:
         return await _answer(
             pool,

@@ -11,7 +11,7 @@ import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bot.config import Settings
-from bot.inbound import handle_reply, known_recipient
+from bot.inbound import ReplyNotHandled, ReplyOutcome, handle_reply, known_recipient
 from bot.metrics import Metrics
 from handlers.mail import INBOUND_MAX_BYTES
 from store.database import DATABASE_ERRORS
@@ -52,7 +52,7 @@ class ReplyHandler:
         if not isinstance(raw, bytes):
             raw = str(raw).encode()
         try:
-            await handle_reply(
+            outcome = await handle_reply(
                 self.pool,
                 self.settings,
                 raw,
@@ -60,18 +60,20 @@ class ReplyHandler:
                 envelope_from=envelope.mail_from,
                 metrics=self.metrics,
             )
-        except DATABASE_ERRORS as exc:
-            log.warning(
-                "reply not handled", extra={"event": "smtp.retry", "error": type(exc).__name__}
-            )
+        except ReplyNotHandled:
             return "451 4.3.0 Temporary failure, try again later"
+        if outcome is ReplyOutcome.TOO_COMPLEX:
+            return "554 5.6.0 Message too complex to read as a reply; nothing was decided"
         return "250 OK"
 
 
 async def start_listener(
     pool: asyncpg.Pool, settings: Settings, metrics: Metrics
 ) -> asyncio.Server:
-    """Listen on HOST:INBOUND_SMTP_PORT in this process's event loop."""
+    """Listen on INBOUND_SMTP_HOST:INBOUND_SMTP_PORT in this process's event loop.
+
+    Not on HOST: the listener sits behind the site's MTA, and a public listener would let a
+    sender skip the checks the MTA records in Authentication-Results."""
     assert settings.inbound_smtp_port is not None
     handler = ReplyHandler(pool, settings, metrics)
     factory: Any = partial(
@@ -83,10 +85,14 @@ async def start_listener(
         ident="taskjuice-bot",
     )
     server = await asyncio.get_running_loop().create_server(
-        factory, host=settings.host, port=settings.inbound_smtp_port
+        factory, host=settings.inbound_smtp_host, port=settings.inbound_smtp_port
     )
     log.info(
         "inbound SMTP listening",
-        extra={"event": "smtp.listening", "port": settings.inbound_smtp_port},
+        extra={
+            "event": "smtp.listening",
+            "host": settings.inbound_smtp_host,
+            "port": settings.inbound_smtp_port,
+        },
     )
     return server

@@ -17,6 +17,7 @@ __all__ = [
     "mark_link_used",
     "reply_target",
     "reply_token_for",
+    "webhook_token_used",
 ]
 
 
@@ -112,3 +113,11 @@ async def claim_webhook_token(conn: asyncpg.Connection, token: str) -> bool:
         token[:200],
     )
     return bool(took)
+
+
+async def webhook_token_used(conn: asyncpg.Connection, token: str) -> bool:
+    """Whether a provider's webhook token was claimed before (checked before handling)."""
+    found = await conn.fetchval(
+        "SELECT true FROM inbound_webhook_tokens WHERE token = $1", token[:200]
+    )
+    return bool(found)

@@ -12,7 +12,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.mail_replies import first_line, is_automatic, parse, sender, understand
+from bot.mail_replies import first_line, is_automatic, parse, read_reply, sender, understand
 from tests.conftest import Service, approval_body
 from tests.slack_support import DANA, SlackUserAgent
 from tests.support import CallbackReceiver, ServiceProcess, free_port, service_env
@@ -165,6 +165,9 @@ def test_mail_parsing_never_crashes_on_garbage(raw: bytes) -> None:
     who = sender(message)
     assert who is None or "@" in who
     understand(first_line(message))
+    facts = read_reply(raw, "mx.acme.test", None)  # what the worker process runs
+    assert facts.problem in (None, "too_complex", "unreadable")
+    assert "\x00" not in facts.key and (facts.subject or "").isprintable()
 
 
 _HEADER_VALUE = st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=60)
