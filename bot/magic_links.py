@@ -21,6 +21,7 @@ from bot.domain import Actor, Channel, Outcome
 from bot.explain import PLAIN, ended, explain
 from bot.links import LinkSigner
 from bot.metrics import Metrics
+from bot.validation import unfit_text
 from store import mail, tasks
 
 __all__ = ["LinkPage", "LinkState", "decide_by_link", "open_link"]
@@ -162,6 +163,11 @@ async def decide_by_link(
     if page.state is not LinkState.READY:
         return page, None
     assert page.link_id is not None and page.task is not None and page.acting_as is not None
+    sent = [*form.values(), *(v for v in client.values() if isinstance(v, str))]
+    if any(unfit_text(value) for value in sent):
+        # A NUL or invalid Unicode in the reason or the browser's headers: PostgreSQL could
+        # not store the audit row, so nothing is decided.
+        return page, "The form holds characters that cannot be recorded. Please type it again."
     if not signer.nonce_ok(page.link_id, form.get("nonce", "")):
         return (
             page,

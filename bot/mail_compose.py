@@ -47,9 +47,14 @@ _HEADINGS = {
 }
 
 
+# Everything `str.splitlines()` breaks on, which Python's email package refuses in a header
+# (U+2028, U+2029, U+0085, \v, \f, \x1c-\x1e), and every other C0/C1 control character.
+_NOT_IN_A_HEADER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
 def _one_line(text: str, limit: int = 150) -> str:
     """Header-safe: no line breaks or control characters, at most `limit` characters."""
-    flat = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    flat = _NOT_IN_A_HEADER.sub(" ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

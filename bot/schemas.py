@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "MAX_COUNT",
     "MAX_EXPIRY_SECONDS",
     "SCHEMAS",
     "WORKSPACE_PATTERN",
 ]
+
+# A bound on counts and rates (runs, runs per minute): far above any real one, and small
+# enough that every renderer formats it exactly.
+MAX_COUNT = 10**12
 
 # Thirty days: a request nobody may answer for longer than that is a mistake, not a policy.
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
@@ -27,11 +32,14 @@ _SLUG = {
     "pattern": WORKSPACE_PATTERN,
     "description": "URL-safe workspace slug, as in the TaskJuice app's URLs",
 }
+# An address any SMTP server takes without SMTPUTF8: an ASCII dot-atom local part (RFC 5322
+# atext) and an ASCII domain, so an internationalised domain comes in its IDNA (xn--) form.
 _EMAIL = {
     "type": "string",
     "maxLength": 254,
-    "pattern": r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+    "pattern": r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+    "description": "ASCII only: an internationalised domain in its IDNA (xn--) form",
 }
 _SLACK_USER = {"type": "string", "pattern": "^[UW][A-Z0-9]{2,20}$"}
 _SLACK_TEAM = {"type": "string", "pattern": "^[TE][A-Z0-9]{2,20}$"}
@@ -146,7 +154,7 @@ CONNECTION_EVENT: dict[str, Any] = {
             },
         },
         "state": {"enum": ["error", "active"]},
-        "paused_runs": {"type": ["integer", "null"], "minimum": 0},
+        "paused_runs": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_COUNT},
     },
 }
 
@@ -160,8 +168,8 @@ THROUGHPUT_EVENT: dict[str, Any] = {
             "required": ["id", "name"],
             "properties": {"id": _ID, "name": {"type": "string", "minLength": 1, "maxLength": 500}},
         },
-        "rate": {"type": ["number", "null"], "minimum": 0},
-        "cap": {"type": ["number", "null"], "minimum": 0},
+        "rate": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_COUNT},
+        "cap": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_COUNT},
         "state": {"enum": ["tripped", "cleared"]},
     },
 }

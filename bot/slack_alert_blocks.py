@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bot.slack_blocks import cut, mrkdwn, person, slack_date
@@ -30,7 +31,19 @@ def _link(label: str, url: str, action_id: str) -> dict[str, Any]:
 
 
 def _money(value: Any, currency: str) -> str:
-    return f"{float(value):,.2f} {mrkdwn(currency, 3)}"
+    return f"{_number(value, ',.2f')} {mrkdwn(currency, 3)}"
+
+
+def _number(value: Any, spec: str = "g") -> str:
+    """`value` formatted with `spec`; never raises, whatever an older row holds (an int too
+    large for a float, one of more digits than Python prints, not a number at all)."""
+    try:
+        number = float(value)
+        if math.isfinite(number):
+            return format(number, spec)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return "an unreadable figure"
 
 
 def alert_message(alert: dict[str, Any], *, app_url: str) -> tuple[str, list[dict[str, Any]], str]:
@@ -53,9 +66,9 @@ def alert_message(alert: dict[str, Any], *, app_url: str) -> tuple[str, list[dic
 
 def _soft(data: dict[str, Any], base: str) -> tuple[str, list[dict[str, Any]], str]:
     percent = data["percent"]
-    text = f"Spend is at {percent:g}% of the cap"
+    text = f"Spend is at {_number(percent)}% of the cap"
     blocks = [
-        _text(f"⚠️ *{text}* (threshold {data['threshold']:g}%)"),
+        _text(f"⚠️ *{text}* (threshold {_number(data['threshold'])}%)"),
         {
             "type": "section",
             "fields": [
@@ -131,7 +144,7 @@ def _connection(
     paused = data.get("paused_runs")
     detail = f"Connection *{mrkdwn(conn['name'], 500)}* needs to be reauthorized."
     if paused:
-        detail += f" {paused} run{'s' if paused != 1 else ''} paused."
+        detail += f" {_number(paused, '.0f')} run{'s' if paused != 1 else ''} paused."
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": cut(title, 150)}},
         _text(detail),
@@ -189,7 +202,8 @@ def _throughput(alert: dict[str, Any], base: str) -> tuple[str, list[dict[str, A
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"{data['rate']:g} runs/min against a cap of {data['cap']:g}",
+                        "text": f"{_number(data['rate'])} runs/min against a cap of "
+                        f"{_number(data['cap'])}",
                     }
                 ],
             }

@@ -2,20 +2,153 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from bot.domain import Actor, NewApproval, NewTier, Reversibility, TimeoutPolicy
 from bot.errors import ValidationFailed
 from bot.schemas import SCHEMAS
 
-__all__ = ["check_schema", "field_path", "parse_new_approval"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DIGITS",
+    "check_schema",
+    "field_path",
+    "load_json",
+    "parse_new_approval",
+    "unfit_text",
+    "whole_number",
+]
 
-_VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
+# Deeper than any body of the API needs, far below the interpreter's recursion limit.
+MAX_DEPTH = 32
+# Integers beyond this many digits are no count or amount the platform sends; Python refuses
+# to even print one of over 4,300 digits, and no renderer could format it.
+MAX_DIGITS = 30
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unfit_text(text: str) -> str | None:
+    """Why `text` cannot be stored in PostgreSQL or sent in mail, or None when it can.
+
+    PostgreSQL text holds no U+0000; a lone surrogate (JSON `"\\ud800"`, or a header byte that
+    is not UTF-8) has no UTF-8 encoding at all.
+    """
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if _SURROGATE.search(text):
+        return "must be valid Unicode (no unpaired surrogates)"
+    return None
+
+
+def whole_number(raw: str, maximum: int) -> int | None:
+    """`raw` as an int in 0..maximum when it is plain ASCII digits, else None.
+
+    `str.isdigit()` alone admits `²` (which `int()` refuses) and digit strings so long that
+    `int()` refuses them too; the length bound keeps the conversion cheap.
+    """
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        return None
+    value = int(raw)
+    return value if value <= maximum else None
+
+
+class _Refused:
+    """A JSON number the loader will not turn into a Python value: named after parsing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parse_int(raw: str) -> int | _Refused:
+    if len(raw.lstrip("-")) > MAX_DIGITS:
+        return _Refused(f"must be a number of at most {MAX_DIGITS} digits")
+    return int(raw)
+
+
+def _parse_float(raw: str) -> float | _Refused:
+    value = float(raw)
+    return value if math.isfinite(value) else _Refused("must be a finite number")
+
+
+def _parse_constant(raw: str) -> _Refused:
+    return _Refused("must be a finite number (JSON has no NaN or Infinity)")
+
+
+def load_json(raw: bytes) -> Any:
+    """The one way a JSON body is read: strict UTF-8, no NaN/Infinity, no number that
+    overflows, nesting at most MAX_DEPTH, and every string fit for PostgreSQL and mail.
+
+    Raises ValidationFailed naming each problem (by field path where there is one).
+    """
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except RecursionError:
+        raise ValidationFailed(
+            {"body": f"must not nest more than {MAX_DEPTH} levels deep"}, "The body is too deep."
+        ) from None
+    except (UnicodeDecodeError, ValueError):
+        raise ValidationFailed(
+            {"body": "must be a JSON document"}, "The body is not JSON."
+        ) from None
+    fields = dict(_unfit(value))
+    if fields:
+        raise ValidationFailed(fields)
+    return value
+
+
+def _unfit(value: Any) -> Iterator[tuple[str, str]]:
+    """(path, problem) for every refused number, unfit string or key, and too-deep nesting;
+    iterative, so no body can exhaust the stack."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    while stack:
+        item, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            yield "body", f"must not nest more than {MAX_DEPTH} levels deep"
+            return
+        if isinstance(item, _Refused):
+            yield field_path(path), item.reason
+        elif isinstance(item, str):
+            reason = unfit_text(item)
+            if reason:
+                yield field_path(path), reason
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                reason = unfit_text(key)
+                if reason:
+                    yield field_path(path), f"keys {reason}"
+                stack.append((inner, [*path, key]))
+        elif isinstance(item, list):
+            stack.extend((inner, [*path, index]) for index, inner in enumerate(item))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """JSON Schema's `pattern` with ECMA-262's `$` (end of text): Python's `$` also matches
+    before a final newline, which let `acme\\n` pass as a workspace and an email address."""
+    if not validator.is_type(instance, "string"):
+        return
+    python = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if not re.search(python, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+_VALIDATORS = {name: _Validator(schema) for name, schema in SCHEMAS.items()}
 
 
 def field_path(parts: Iterable[Any]) -> str:
@@ -28,32 +161,17 @@ def field_path(parts: Iterable[Any]) -> str:
 
 def check_schema(schema: str, body: Any) -> dict[str, Any]:
     """Validate `body` against a named schema; raise ValidationFailed naming each bad field."""
-    fields: dict[str, str] = {}
     if not isinstance(body, dict):
         raise ValidationFailed({"body": "must be an object"})
-    _find_nul(body, [], fields)
-    for error in _VALIDATORS[schema].iter_errors(body):
-        for path, message in _describe(error):
-            fields.setdefault(path, message)
+    fields = dict(_unfit(body))
+    if "body" not in fields:  # a body nested too deep is not walked any further
+        for error in _VALIDATORS[schema].iter_errors(body):
+            for path, message in _describe(error):
+                fields.setdefault(path, message)
     if fields:
         raise ValidationFailed(fields)
     assert isinstance(body, dict)
     return body
-
-
-def _find_nul(value: Any, path: list[Any], fields: dict[str, str]) -> None:
-    """PostgreSQL text cannot hold U+0000; name every string that carries one."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            fields.setdefault(field_path(path), "must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                fields.setdefault(field_path(path), "must not contain NUL characters")
-            _find_nul(item, [*path, key], fields)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _find_nul(item, [*path, index], fields)
 
 
 def _describe(error: ValidationError) -> list[tuple[str, str]]:

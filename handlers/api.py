@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from bot import alerts, approvals, decisions
 from bot.app_keys import METRICS, POOL, SETTINGS
 from bot.errors import BotError, Conflict, NotFound, ValidationFailed
 from bot.schemas import WORKSPACE_PATTERN
-from bot.validation import check_schema, parse_new_approval
+from bot.validation import check_schema, load_json, parse_new_approval, whole_number
 from handlers.openapi import openapi_document
 from store import outbox, tasks
 from store.database import UNAVAILABLE
@@ -31,6 +30,8 @@ log = logging.getLogger("taskjuice.api")
 
 _STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
 _OUTBOX_STATUSES = ("pending", "done", "dead")
+_INT64 = 2**63 - 1
+_PUBLIC_ROUTE = "openapi"  # the one route served without a token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,7 +39,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def api_app() -> web.Application:
     """The /api/v1 sub-application; settings, pool and metrics come from the parent."""
     app = web.Application(middlewares=[_errors, _authenticate])
-    app.router.add_get("/openapi.json", openapi, allow_head=False)
+    app.router.add_get("/openapi.json", openapi, allow_head=False, name=_PUBLIC_ROUTE)
     app.router.add_post("/approvals", create_approval)
     app.router.add_get("/approvals", list_approvals, allow_head=False)
     app.router.add_get("/approvals/{id}", get_approval, allow_head=False)
@@ -85,7 +86,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.endswith("/openapi.json"):
+    # The route the request matched, never a suffix of its path: `PUT /workspaces/openapi.json`
+    # matches the workspace route and needs a token like every other.
+    if request.match_info.route.name == _PUBLIC_ROUTE:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     valid = request.config_dict[SETTINGS].api_tokens
@@ -102,12 +105,7 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> Any:
     raw = await request.read()
     if not raw.strip() and optional:
         return {}
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValidationFailed(
-            {"body": "must be a JSON document"}, "The body is not JSON."
-        ) from None
+    return load_json(raw)
 
 
 def _task_id(request: web.Request) -> UUID:
@@ -125,6 +123,7 @@ async def create_approval(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     body = await _json_body(request)
     key = request.headers.get("Idempotency-Key")
+    # isprintable() also refuses NUL and the lone surrogates a non-UTF-8 header byte becomes.
     if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
         raise ValidationFailed({"Idempotency-Key": "must be 1 to 255 printable characters"})
     new = parse_new_approval(body, allow_proceed_irreversible=settings.allow_proceed_irreversible)
@@ -144,10 +143,10 @@ async def get_approval(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    limit = whole_number(request.query.get("limit", "50"), 200)
+    if not limit:
         raise ValidationFailed({"limit": "must be a whole number from 1 to 200"})
-    return int(raw)
+    return limit
 
 
 def _cursor_out(created_at: str, task_id: str) -> str:
@@ -156,9 +155,14 @@ def _cursor_out(created_at: str, task_id: str) -> str:
 
 def _cursor_in(raw: str) -> tuple[datetime, UUID]:
     try:
+        if not raw.isascii() or len(raw) > 200:
+            raise ValueError(raw)
         created_at, task_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|")
-        return datetime.fromisoformat(created_at), UUID(task_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None:
+            raise ValueError(created_at)
+        return when, UUID(task_id)
+    except (ValueError, binascii.Error):
         raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
 
 
@@ -168,6 +172,9 @@ async def list_approvals(request: web.Request) -> web.Response:
     if status is not None and status not in _STATUSES:
         fields["status"] = "must be one of " + ", ".join(_STATUSES)
     workspace = request.query.get("workspace") or None
+    if workspace is not None and not re.fullmatch(WORKSPACE_PATTERN, workspace):
+        # No workspace has such a name, and a NUL would not even reach the query.
+        fields["workspace"] = "must be a URL-safe slug (letters, digits, . _ -)"
     limit, after = 50, None
     try:
         limit = _limit(request)
@@ -234,7 +241,8 @@ async def list_outbox(request: web.Request) -> web.Response:
     if status not in _OUTBOX_STATUSES:
         fields["status"] = "must be one of " + ", ".join(_OUTBOX_STATUSES)
     raw_after = request.query.get("cursor")
-    if raw_after is not None and not raw_after.isdigit():
+    after = whole_number(raw_after, _INT64) if raw_after else None
+    if raw_after and after is None:
         fields["cursor"] = "is not a cursor this API returned"
     try:
         limit = _limit(request)
@@ -243,9 +251,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     if fields:
         raise ValidationFailed(fields)
     async with request.config_dict[POOL].acquire() as conn:
-        rows = await outbox.list_items(
-            conn, status=status, limit=limit, after=int(raw_after) if raw_after else None
-        )
+        rows = await outbox.list_items(conn, status=status, limit=limit, after=after)
     items = [
         {
             k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
@@ -258,10 +264,10 @@ async def list_outbox(request: web.Request) -> web.Response:
 
 
 async def retry_outbox(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
+    item = whole_number(request.match_info["id"], _INT64)
+    if item is None:
         raise NotFound("No such dead-lettered outbox item.")
     async with request.config_dict[POOL].acquire() as conn:
-        if not await outbox.retry(conn, int(raw)):
+        if not await outbox.retry(conn, item):
             raise NotFound("No such dead-lettered outbox item.")
-    return web.json_response({"id": int(raw), "status": "pending"})
+    return web.json_response({"id": item, "status": "pending"})

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ import asyncpg
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -51,13 +54,13 @@ from store import outbox, tasks
 from store import slack as store
 from store.database import UNAVAILABLE
 
-__all__ = ["build_bolt", "slack_route"]
+__all__ = ["SignatureCheck", "build_bolt", "refusal", "slack_route"]
 
 log = logging.getLogger("taskjuice.slack")
 
 
 def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
-    """The aiohttp handler for POST /slack/events (signature checked by Bolt)."""
+    """The aiohttp handler for POST /slack/events (signature checked by `SignatureCheck`)."""
 
     async def handle(request: web.Request) -> web.Response:
         try:
@@ -66,35 +69,109 @@ def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
 
         except Exception as exc:
             # Bolt could not even read the payload; only a correctly signed one earns a 400.
-            signed = _signed(signing_secret, await request.read(), request.headers)
+            refused = refusal(
+                signing_secret,
+                await request.read(),
+                request.headers.get("X-Slack-Request-Timestamp", ""),
+                request.headers.get("X-Slack-Signature", ""),
+            )
             log.warning(
                 "unreadable Slack payload",
-                extra={"event": "slack.bad_payload", "error": type(exc).__name__, "signed": signed},
+                extra={
+                    "event": "slack.bad_payload",
+                    "error": type(exc).__name__,
+                    "signed": refused is None,
+                },
             )
-            return web.Response(status=400 if signed else 401)
+            return web.Response(status=400 if refused is None else 401)
 
     return handle
 
 
-def _signed(secret: str, body: bytes, headers: Any) -> bool:
-    """Slack's v0 signature over the raw bytes (Bolt could not even decode them)."""
-    timestamp = str(headers.get("X-Slack-Request-Timestamp", ""))
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 300:
-        return False
-    base = f"v0:{timestamp}:".encode() + body
-    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, str(headers.get("X-Slack-Signature", "")))
+# Slack's window is five minutes; a timestamp of more digits than "now" is no timestamp.
+_WINDOW = 300
+_TIMESTAMP_DIGITS = 12
+_SIGNATURE = re.compile("v0=[0-9a-f]{64}")
+
+
+def refusal(secret: str, body: bytes | str, timestamp: str, signature: str) -> str | None:
+    """Why a request is not signed by Slack (None when it is): `v0=` and the hex HMAC-SHA256
+    of `v0:{timestamp}:{raw body}`, the timestamp within five minutes.
+
+    The header shapes are checked first: slack-sdk's `SignatureVerifier` raises on a timestamp
+    of unicode digits (`²`) or of hundreds of digits, on a signature that is not ASCII, and on
+    a body that is not UTF-8, where the answer must be a 401.
+    """
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _TIMESTAMP_DIGITS):
+        return "malformed timestamp"
+    if abs(time.time() - int(timestamp)) > _WINDOW:
+        return "stale timestamp"
+    if not _SIGNATURE.fullmatch(signature):
+        return "malformed signature"
+    raw = body.encode() if isinstance(body, str) else body
+    expected = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256)
+    if not hmac.compare_digest("v0=" + expected.hexdigest(), signature):
+        return "wrong signature"
+    return None
+
+
+class SignatureCheck(AsyncMiddleware):
+    """Bolt's request verification, without its two faults: slack-sdk raises (a 500) on some
+    malformed headers, and Bolt logs every refused request's whole body at INFO, so anyone
+    could fill the logs, and a real payload refused for clock skew would leave its
+    `response_url` there. A refusal is one structured line naming the reason, and a 401."""
+
+    def __init__(self, signing_secret: str) -> None:
+        self.signing_secret = signing_secret
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse:
+        if req.mode == "socket_mode":
+            return await next()  # the app token authenticates the socket, as in Bolt
+        refused = refusal(
+            self.signing_secret,
+            req.raw_body,
+            _header(req, "x-slack-request-timestamp"),
+            _header(req, "x-slack-signature"),
+        )
+        if refused is None:
+            return await next()
+        log.info(
+            "refused a Slack request that Slack did not sign",
+            extra={"event": "slack.unverified", "reason": refused, "bytes": len(req.raw_body)},
+        )
+        return BoltResponse(status=401, body="")
+
+
+def _header(req: AsyncBoltRequest, name: str) -> str:
+    values = req.headers.get(name) or [""]
+    return str(values[0])
 
 
 def build_bolt(
     settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
 ) -> AsyncApp:
-    """The Bolt app with every listener; it shares the process's pool and Web API client."""
+    """The Bolt app with every listener; it shares the process's pool and Web API client.
+
+    The token is configured once, in `client`. Bolt reads $SLACK_BOT_TOKEN for itself when
+    given a client and no token, then warns at start-up that the token it read is unused;
+    the service's settings have read the environment already, so it goes no further.
+    """
+    os.environ.pop("SLACK_BOT_TOKEN", None)
+    secret = settings.slack_signing_secret or "socket-mode-needs-none"
     bolt = AsyncApp(
         client=client,
-        signing_secret=settings.slack_signing_secret or "socket-mode-needs-none",
+        signing_secret=secret,
         process_before_response=True,
-        request_verification_enabled=True,
+        # Never unverified: `SignatureCheck` takes the place of Bolt's own check, before
+        # authorization and the URL-verification answer, exactly where Bolt puts its own.
+        request_verification_enabled=False,
+        before_authorize=SignatureCheck(secret),
         logger=logging.getLogger("taskjuice.slack.bolt"),
     )
     edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)

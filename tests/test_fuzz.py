@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import asyncpg
 from hypothesis import HealthCheck, given, settings
@@ -150,6 +151,91 @@ async def test_malformed_slack_payloads_never_fail_and_never_decide(
         status, _ = await slack_user.send(body, "application/x-www-form-urlencoded")
         statuses.add(status)
     assert statuses <= {200, 400, 404}, statuses
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
+
+
+# The shapes that once earned a 500 or stored what could never be delivered.
+_HOSTILE_TEXT = st.sampled_from(
+    ["\x00", "\ud800", "\udfff", "\u2028", "\u2029", "\x85", "\x0b", "²", "١", "\r\n", "é"]
+)
+_HOSTILE_NUMBER = st.sampled_from(
+    ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "9" * 400, "1" * 4400, "1e-999", "-0"]
+)
+_FIELDS = ["summary", "step", "run_id", "required_approvals", "expires_in", "details", "workspace"]
+
+
+@st.composite
+def _hostile_body(draw: st.DrawFn) -> bytes:
+    """A create body with one field replaced by hostile raw JSON text."""
+    field = draw(st.sampled_from(_FIELDS))
+    text = draw(st.text(max_size=10)) + draw(_HOSTILE_TEXT) + draw(st.text(max_size=10))
+    depth = draw(st.integers(20, 1200))
+    value = draw(
+        st.one_of(
+            _HOSTILE_NUMBER,
+            st.just(json.dumps(text)),
+            st.just(json.dumps(text).replace("\\u", "\\\\u")),
+            st.just("[" * depth + "]" * depth),
+            st.just('{"k": ' * depth + "1" + "}" * depth),
+            st.just(json.dumps({text: "v"}, ensure_ascii=draw(st.booleans()))),
+        )
+    )
+    raw = json.dumps(approval_body(**{field: "MARK"})).replace('"MARK"', value)
+    return raw.encode("utf-8", "surrogatepass")
+
+
+_QUERY = st.sampled_from(["workspace", "status", "limit", "cursor"])
+
+
+async def test_hostile_bodies_and_queries_never_fail_and_never_write(
+    service: Service, pool: asyncpg.Pool
+) -> None:
+    statuses: list[int] = []
+    for raw in _drawn(_hostile_body(), 60):
+        status, body = await service.request("POST", "/api/v1/approvals", data=raw)
+        statuses.append(status)
+        assert status in (201, 422), (raw[:200], body)
+    for name, text in _drawn(st.tuples(_QUERY, st.text(max_size=8) | _HOSTILE_TEXT), 40):
+        for path in ("/api/v1/approvals", "/api/v1/outbox"):
+            query = urlencode({name: text}, errors="surrogatepass")
+            status, body = await service.request("GET", f"{path}?{query}")
+            assert status in (200, 422), (path, name, text, body)
+    for number in _drawn(st.integers(-(2**70), 2**70) | _HOSTILE_TEXT, 20):
+        status, _ = await service.request(
+            "GET", f"/api/v1/outbox?cursor={quote(str(number), errors='surrogatepass')}"
+        )
+        assert status in (200, 422)
+        status, _ = await service.request(
+            "POST", f"/api/v1/outbox/{quote(str(number), errors='surrogatepass')}/retry"
+        )
+        assert status == 404
+    assert 422 in statuses
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == statuses.count(201)
+
+
+# Any text a client can put in a header (HTTP clients refuse control characters).
+_HEADER_TEXT = st.characters(blacklist_categories=("Cc", "Cs"))
+_TIMESTAMP = st.one_of(
+    st.text(_HEADER_TEXT, max_size=12),
+    st.sampled_from(["²", "١٧٠٠٠٠٠٠٠٠", "9" * 400, "1" * 5000, "-1", "", " 1"]),
+    st.integers(-(2**80), 2**80).map(str),
+)
+_SIGNATURE = st.one_of(
+    st.text(_HEADER_TEXT, max_size=70),
+    st.text(alphabet="0123456789abcdefé", min_size=64, max_size=64).map(lambda h: "v0=" + h),
+)
+
+
+async def test_bad_signatures_and_timestamps_always_get_401(
+    slack_service: Service, slack_user: SlackUserAgent, pool: asyncpg.Pool
+) -> None:
+    body = b"payload=" + json.dumps({"type": "block_actions", "actions": []}).encode()
+    for timestamp, signature in _drawn(st.tuples(_TIMESTAMP, _SIGNATURE), 80):
+        headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+        status, _ = await slack_user.send(body, "application/x-www-form-urlencoded", headers)
+        assert status == 401, (timestamp[:40], signature)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
 
