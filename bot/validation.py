@@ -247,16 +247,19 @@ def _actor(raw: dict[str, Any]) -> Actor:
     )
 
 
-def _distinct(actors: Iterable[Actor]) -> tuple[Actor, ...]:
-    seen: set[str] = set()
+def _distinct(actors: Iterable[Actor], where: str, fields: dict[str, str]) -> tuple[Actor, ...]:
+    """The tier's approvers; one naming an email or Slack id named before is a field error:
+    one person is one vote, so a list that names someone twice is refused, not trimmed."""
+    seen: dict[str, int] = {}
     out = []
-    for actor in actors:
+    for index, actor in enumerate(actors):
         keys = {f"e:{actor.email}" if actor.email else "", f"s:{actor.slack_user_id or ''}"}
-        keys.discard("")
-        keys.discard("s:")
-        if keys & seen:
+        keys -= {"", "s:"}
+        earlier = next((seen[k] for k in sorted(keys) if k in seen), None)
+        if earlier is not None:
+            fields.setdefault(f"{where}[{index}]", f"names the same person as {where}[{earlier}]")
             continue
-        seen |= keys
+        seen |= dict.fromkeys(keys, index)
         out.append(actor)
     return tuple(out)
 
@@ -295,14 +298,19 @@ def parse_new_approval(body: Any, *, allow_proceed_irreversible: bool) -> NewApp
     required = int(data.get("required_approvals", 1))
     tiers = [
         NewTier(
-            approvers=_distinct(_actor(a) for a in data["approvers"]),
+            approvers=_distinct((_actor(a) for a in data["approvers"]), "approvers", fields),
             expires_in=data.get("expires_in"),
             expires_at=expires_at,
         )
     ]
     tiers += [
-        NewTier(approvers=_distinct(_actor(a) for a in t["approvers"]), expires_in=t["expires_in"])
-        for t in escalation
+        NewTier(
+            approvers=_distinct(
+                (_actor(a) for a in t["approvers"]), f"escalation[{i}].approvers", fields
+            ),
+            expires_in=t["expires_in"],
+        )
+        for i, t in enumerate(escalation)
     ]
     for index, tier in enumerate(tiers):
         eligible = [

@@ -220,6 +220,21 @@ async def test_creation_refuses_the_same_name_twice_in_a_tier(pool: asyncpg.Pool
     assert await count(pool, "SELECT count(*) FROM tasks") == 0
 
 
+async def test_the_api_refuses_a_name_given_twice_instead_of_trimming_it(
+    service: Service, pool: asyncpg.Pool
+) -> None:
+    for twice in (
+        [{"email": "dana@acme.test"}, {"email": "DANA@acme.test"}],
+        [{"slack_user_id": CFO}, {"email": "cfo@acme.test", "slack_user_id": CFO}],
+    ):
+        status, body = await service.request(
+            "POST", "/api/v1/approvals", json=approval_body(approvers=twice)
+        )
+        assert status == 422, body
+        assert body["fields"]["approvers[1]"] == "names the same person as approvers[0]"
+    assert await count(pool, "SELECT count(*) FROM tasks") == 0
+
+
 def _fields(new: Any) -> dict[str, Any]:
     return {name: getattr(new, name) for name in new.__dataclass_fields__}
 
