@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devkit.slack_api import SlackApiDouble
+from bot.devkit.slack_api import Fault, SlackApiDouble
 
 A, B, ORG_TEAM, ORG = "T0ACME001", "T0BETA001", "T0GRID001", "E0GRID001"
 ANNA, BEN, GRETA = "U0ANNA001", "U0BEN0001", "U0GRETA01"
@@ -381,3 +381,27 @@ async def test_history_for_apps_outside_the_marketplace(double: SlackApiDouble) 
     assert int(refusal.response.headers["Retry-After"]) == 60
     double.advance(60)
     assert len((await beta.conversations_history(channel=B_GENERAL))["messages"]) == 15
+
+
+async def test_client_credentials_as_form_fields_and_injected_faults(
+    double: SlackApiDouble,
+) -> None:
+    code = double.approve(B, BEN)
+    double.fail("oauth.v2.access", Fault(kind="http", status=503))
+    with pytest.raises(SlackApiError) as unavailable:
+        await exchange(double, code)
+    assert unavailable.value.response.status_code == 503
+    # The failed exchange spent nothing: the code still works, credentials in the form.
+    form = {"client_id": double.client_id, "client_secret": double.client_secret, "code": code}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(double.url + "oauth.v2.access", data=form) as answer,
+    ):
+        installed = await answer.json()
+    assert installed["ok"] is True and installed["team"]["id"] == B
+
+    # A fault for one team leaves the others alone.
+    double.fail("auth.test", Fault(kind="error", error="fatal_error", team=B))
+    assert (await client(double, double.token).auth_test())["team_id"] == A
+    assert await error_of(client(double, installed["access_token"]).auth_test()) == "fatal_error"
+    assert (await client(double, installed["access_token"]).auth_test())["team_id"] == B

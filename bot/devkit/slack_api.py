@@ -277,7 +277,7 @@ class SlackApiDouble:
         return [m for msgs in self.messages.values() for m in msgs]
 
     def messages_of(self, team_id: str) -> list[dict[str, Any]]:
-        """The messages posted in one team's channels and DMs (shared channels: by its host)."""
+        """The messages the app posted while serving one team (its channels, DMs, shared ones)."""
         return [m for m in self.all_messages() if m.get("team") == team_id]
 
     # --- tokens, installs, uninstalls ----------------------------------------------------
@@ -543,19 +543,9 @@ class SlackApiDouble:
             call.answer = served
             return web.json_response({"ok": False, "error": served})
         call.team = served.key
-        faults = self.faults[method]
-        fault = next((f for f in faults if f.team in (None, served.key)), None)
-        if fault is not None:
-            fault.times -= 1
-            if fault.times <= 0:
-                faults.remove(fault)
-            call.answer = fault.kind
-            if fault.kind == "ratelimited":
-                return _ratelimited(fault.retry_after)
-            if fault.kind == "http":
-                return web.Response(status=fault.status, text="upstream trouble")
-            if fault.kind == "error":
-                return web.json_response({"ok": False, "error": fault.error})
+        fault, failed = self._injected(method, served.key, call)
+        if failed is not None:
+            return failed
         wait = self._retry_after(method, args, served)
         if wait is not None:
             call.answer = "ratelimited"
@@ -579,6 +569,26 @@ class SlackApiDouble:
         if not answer.get("ok", True):
             call.answer = answer["error"]
         return web.json_response({"ok": True} | answer)
+
+    def _injected(
+        self, method: str, team: str | None, call: Call
+    ) -> tuple[Fault | None, web.Response | None]:
+        """The next injected fault for this call, and the answer it gives instead (if any)."""
+        faults = self.faults[method]
+        fault = next((f for f in faults if f.team is None or f.team == team), None)
+        if fault is None:
+            return None, None
+        fault.times -= 1
+        if fault.times <= 0:
+            faults.remove(fault)
+        call.answer = fault.kind
+        if fault.kind == "ratelimited":
+            return fault, _ratelimited(fault.retry_after)
+        if fault.kind == "http":
+            return fault, web.Response(status=fault.status, text="upstream trouble")
+        if fault.kind == "error":
+            return fault, web.json_response({"ok": False, "error": fault.error})
+        return fault, None
 
     # --- OAuth v2 ------------------------------------------------------------------------
 
@@ -701,6 +711,9 @@ class SlackApiDouble:
     def _oauth_access(self, args: dict[str, Any], auth: str) -> web.Response:
         call = Call(method="oauth.v2.access", args=args, token=None)
         self.calls.append(call)
+        _, failed = self._injected("oauth.v2.access", None, call)
+        if failed is not None:
+            return failed
         answer = self._exchange(args, auth, call)
         if isinstance(answer, int):
             return _ratelimited(answer)
