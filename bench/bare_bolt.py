@@ -25,10 +25,10 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.callbacks import CallbackSender
-from bot.cli import settle_heap, use_fast_event_loop
-from bot.config import load_settings
-from bot.outbox import RetryLater
+from bot.outbox.dispatcher import RetryLater
+from bot.platform.callbacks import CallbackSender
+from bot.runtime.cli import settle_heap, use_fast_event_loop
+from bot.runtime.config import load_settings
 from store.database import create_pool
 
 _RECORD = """

@@ -216,7 +216,7 @@ def bot_env(database_url: str, slack_url: str, callback_url: str, **extra: str) 
 
 
 def bot_argv() -> list[str]:
-    return [sys.executable, "-m", "bot.cli", "serve"]
+    return [sys.executable, "-m", "bot.runtime.cli", "serve"]
 
 
 # ---------------------------------------------------------------------------------------------

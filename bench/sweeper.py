@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.harness import cpu_seconds, settle
 from bench.workload import insert_overdue_tasks
-from bot.sweeper import BATCH
+from bot.timeouts import BATCH
 from store import sweep
 from store.database import connect, create_pool
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from bot import effects
-from bot.validation import check_schema
+from bot.outbox import consequences
+from bot.platform.validation import check_schema
 from store import alerts
 
 __all__ = [
@@ -194,7 +194,7 @@ async def request_resume(
             state="resume_requested",
             data=data,
         )
-        await effects.workflow_callback(
+        await consequences.workflow_callback(
             conn,
             {
                 "type": "workflow.resume_requested",
@@ -213,7 +213,7 @@ async def request_resume(
 
 
 async def _notify(conn: asyncpg.Connection, step: alerts.Advance, event: str) -> dict[str, Any]:
-    await effects.alert_changed(conn, step.alert_id, event)
+    await consequences.alert_changed(conn, step.alert_id, event)
     return {"alert_id": step.alert_id, "state": step.state, "event": event}
 
 

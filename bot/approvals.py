@@ -10,11 +10,11 @@ from uuid import UUID
 
 import asyncpg
 
-from bot import effects
 from bot.domain import Actor, NewApproval
 from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.outbox import consequences
 from bot.people import Links, Person, same
-from bot.schemas import MAX_EXPIRY_SECONDS
+from bot.platform.schemas import MAX_EXPIRY_SECONDS
 from store import idempotency, tasks
 from store import slack as slack_store
 
@@ -68,7 +68,7 @@ async def create(
         await _check_people(conn, new)
         task_id = uuid.uuid4()
         await tasks.insert(conn, task_id, new, content_hash(new))
-        await effects.task_changed(conn, task_id, "created")
+        await consequences.task_changed(conn, task_id, "created")
         view = await tasks.task_view(conn, task_id)
         assert view is not None
         if idempotency_key is not None:

@@ -34,8 +34,8 @@ from bot.domain import (
     TaskStatus,
 )
 from bot.errors import NotFound
-from bot.metrics import Metrics
 from bot.people import Learned, Links, Person, directory_for, same
+from bot.runtime.metrics import Metrics
 from store import sweep, tasks
 from store.database import DATABASE_ERRORS
 

@@ -16,11 +16,11 @@ from uuid import UUID
 from aiohttp import web
 
 from bot import alerts, approvals, decisions
-from bot.app_keys import METRICS, POOL, SETTINGS
 from bot.errors import BotError, Conflict, NotFound, ValidationFailed
-from bot.schemas import WORKSPACE_PATTERN
-from bot.validation import check_schema, load_json, parse_new_approval, whole_number
-from handlers.openapi import openapi_document
+from bot.platform.openapi import openapi_document
+from bot.platform.schemas import WORKSPACE_PATTERN
+from bot.platform.validation import check_schema, load_json, parse_new_approval, whole_number
+from bot.runtime.keys import METRICS, POOL, SETTINGS
 from store import outbox, tasks
 from store.database import UNAVAILABLE
 

@@ -24,9 +24,9 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from bot.app_keys import SETTINGS
 from bot.devkit.mrkdwn import to_html
-from bot.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, DevWorld
+from bot.runtime.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, DevWorld
+from bot.runtime.keys import SETTINGS
 
 __all__ = ["WORLD", "add_routes"]
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.app_keys import METRICS, POOL
+from bot.runtime.keys import METRICS, POOL
 from store import outbox
 from store.database import DATABASE_ERRORS
 from store.readiness import oldest_due_age

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bot.app_keys import METRICS, POOL, SETTINGS
-from bot.links import LinkSigner
-from bot.magic_links import LinkPage, LinkState, decide_by_link, open_link
+from bot.links.pages import LinkPage, LinkState, decide_by_link, open_link
+from bot.links.tokens import LinkSigner
+from bot.runtime.keys import METRICS, POOL, SETTINGS
 from store.database import UNAVAILABLE
 
 __all__ = ["add_routes"]

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bot.app_keys import METRICS, POOL, SETTINGS
-from bot.inbound import ReplyNotHandled, ReplyOutcome, handle_reply
+from bot.mail.inbound import ReplyNotHandled, ReplyOutcome, handle_reply
+from bot.runtime.keys import METRICS, POOL, SETTINGS
 from store import mail
 from store.database import DATABASE_ERRORS
 

@@ -31,15 +31,14 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import alerts, decisions
-from bot.config import Settings
 from bot.decisions import DecisionResult
 from bot.domain import Actor, Channel, Outcome
 from bot.errors import BotError, NotFound
-from bot.explain import explain
-from bot.metrics import Metrics
-from bot.schemas import WORKSPACE_PATTERN
-from bot.slack_alert_blocks import RESUME_ACTION
-from bot.slack_blocks import (
+from bot.platform.schemas import WORKSPACE_PATTERN
+from bot.runtime.config import Settings
+from bot.runtime.metrics import Metrics
+from bot.slack.alert_blocks import RESUME_ACTION
+from bot.slack.blocks import (
     APPROVE_ACTION,
     DENY_ACTION,
     DENY_MODAL,
@@ -47,8 +46,9 @@ from bot.slack_blocks import (
     notice_view,
     parse_button_value,
 )
-from bot.slack_delivery import EPHEMERAL, queue_home
-from bot.slack_home import HELP_TEXT, approvals_blocks, pending_approvals
+from bot.slack.delivery import EPHEMERAL, queue_home
+from bot.slack.home import HELP_TEXT, approvals_blocks, pending_approvals
+from bot.wording import explain
 from store import alerts as alert_store
 from store import outbox, tasks
 from store import slack as store

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bot.config import Settings
-from bot.inbound import ReplyNotHandled, ReplyOutcome, handle_reply, known_recipient
-from bot.metrics import Metrics
+from bot.mail.inbound import ReplyNotHandled, ReplyOutcome, handle_reply, known_recipient
+from bot.runtime.config import Settings
+from bot.runtime.metrics import Metrics
 from handlers.mail import INBOUND_MAX_BYTES
 from store.database import DATABASE_ERRORS
 

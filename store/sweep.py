@@ -83,7 +83,7 @@ WITH due AS (
     WHERE c.task_id = ANY (ARRAY(SELECT id FROM moved WHERE action = 'escalate'))
       AND c.task_id = m.id
 ), callbacks AS (
-    -- The body is built from the audit row when it is sent (bot.callbacks.approval_event);
+    -- The body is built from the audit row when it is sent (bot.platform.callbacks.approval_event);
     -- the webhook-id is the audit row's, so it is fixed the moment the outcome is.
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
     SELECT 'callback', jsonb_build_object('decision_id', m.decision_id), m.id,

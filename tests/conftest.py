@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.app import DISPATCHER, build_app
-from bot.config import Settings, load_settings
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
+from bot.runtime.app import DISPATCHER, build_app
+from bot.runtime.config import Settings, load_settings
 from store.database import create_pool
 from store.migrate import apply_migrations
 from tests.slack_support import SIGNING_SECRET, SlackUserAgent, workspace

@@ -239,7 +239,7 @@ class ServiceProcess:
     async def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", *self.command],
+            [sys.executable, "-m", "bot.runtime.cli", *self.command],
             cwd=self.log_path.parent,
             env=self.env,
             stdout=log,

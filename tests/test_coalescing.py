@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 
 from bot import decisions
-from bot.callbacks import CallbackBodies, callback_body
-from bot.coalescing import CoalescingReader
 from bot.domain import Actor, Channel, Outcome
-from bot.outbox import GiveUp
+from bot.outbox.coalescing import CoalescingReader
+from bot.outbox.dispatcher import GiveUp
+from bot.platform.callbacks import CallbackBodies, callback_body
 from tests.test_decisions import new_task, rows
 
 

@@ -13,13 +13,13 @@ import pytest
 
 from bench.harness import CLICKER, pending_tasks
 from bot import approvals
-from bot.callbacks import callback_body
 from bot.decisions import DecisionResult, Verdict, cancel, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.errors import NotFound
-from bot.metrics import Metrics
-from bot.sweeper import Sweeper
-from bot.validation import parse_new_approval
+from bot.platform.callbacks import callback_body
+from bot.platform.validation import parse_new_approval
+from bot.runtime.metrics import Metrics
+from bot.timeouts import Sweeper
 from store import slack as slack_store
 from store import statistics
 from store.database import create_pool

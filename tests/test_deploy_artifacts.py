@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bot.cli import _parser
-from bot.config import SECRET_SETTINGS, SETTINGS_HELP, load_settings
+from bot.runtime.cli import _parser
+from bot.runtime.config import SECRET_SETTINGS, SETTINGS_HELP, load_settings
 from tests.support import API_TOKEN, CALLBACK_SECRET, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.app import SchemaBehind, build_app
 from bot.devkit.slack_api import SlackApiDouble
+from bot.runtime.app import SchemaBehind, build_app
 from store import outbox
 from store.migrate import MIGRATION_LOCK, migration_files
 from tests.conftest import Service, make_settings, slack_settings, start_service
@@ -265,7 +265,7 @@ async def test_migrate_first_then_replicas_that_do_not_migrate(
 
     def cli(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bot.cli", *command],
+            [sys.executable, "-m", "bot.runtime.cli", *command],
             cwd=tmp_path,
             env=env,
             capture_output=True,

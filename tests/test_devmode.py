@@ -28,7 +28,11 @@ async def dev(tmp_path: Path, server_url: str) -> AsyncIterator[str]:
     }
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "dev"], cwd=tmp_path, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "bot.runtime.cli", "dev"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -52,7 +56,7 @@ async def dev(tmp_path: Path, server_url: str) -> AsyncIterator[str]:
 
 def test_dev_mode_refuses_a_public_url_that_is_not_loopback(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "dev"],
+        [sys.executable, "-m", "bot.runtime.cli", "dev"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import SETTINGS_HELP
+from bot.runtime.config import SETTINGS_HELP
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()

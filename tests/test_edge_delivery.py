@@ -14,8 +14,8 @@ import pytest
 
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
-from bot.schemas import MAX_COUNT
-from bot.slack_alert_blocks import alert_message
+from bot.platform.schemas import MAX_COUNT
+from bot.slack.alert_blocks import alert_message
 from tests.conftest import Service, approval_body
 from tests.support import eventually
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from bot.devkit.mail_catcher import CaughtMail, MailCatcher
-from bot.links import LinkSigner
-from bot.logs import quiet_libraries
+from bot.links.tokens import LinkSigner
+from bot.runtime.logs import quiet_libraries
 from tests.conftest import REPLY_DOMAIN, Service, approval_body
 from tests.support import eventually, move_deadline
 

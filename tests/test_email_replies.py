@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.devkit.mail_catcher import CaughtMail, MailCatcher
-from bot.mail_replies import Reading, first_line, parse, sender, understand
+from bot.mail.replies import Reading, first_line, parse, sender, understand
 from tests.conftest import INBOUND_SECRET, MAILGUN_KEY, Service, approval_body
 from tests.support import eventually
 
@@ -122,7 +122,7 @@ async def test_a_reply_through_the_smtp_listener_decides_and_is_answered(
 
 
 def _listener_port(service: Service) -> int:
-    from bot.app_keys import SETTINGS
+    from bot.runtime.keys import SETTINGS
 
     port = service.app[SETTINGS].inbound_smtp_port
     assert port is not None

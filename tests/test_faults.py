@@ -15,10 +15,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.app import keep_running
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
-from bot.metrics import Metrics
+from bot.runtime.app import keep_running
+from bot.runtime.metrics import Metrics
 from tests.conftest import (
     INBOUND_SECRET,
     Service,

@@ -13,7 +13,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.mail_replies import first_line, is_automatic, parse, read_reply, sender, understand
+from bot.mail.replies import first_line, is_automatic, parse, read_reply, sender, understand
 from tests.conftest import Service, approval_body
 from tests.slack_support import DANA, SlackUserAgent
 from tests.support import CallbackReceiver, ServiceProcess, free_port, service_env

@@ -15,9 +15,9 @@ import aiohttp
 import aiosmtplib
 import pytest
 
-from bot.config import load_settings
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
+from bot.runtime.config import load_settings
 from tests.conftest import Service, approval_body, mail_settings, start_service
 from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, block_action, button
 from tests.support import CallbackReceiver, eventually, free_port

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from bot.devkit.mail_catcher import MailCatcher
-from bot.reply_worker import ReadTooLong, ReplyReaders
+from bot.mail.reply_worker import ReadTooLong, ReplyReaders
 from tests.conftest import MAILGUN_KEY, Service
 from tests.support import eventually
 from tests.test_email_replies import (

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.devkit.mail_catcher import MailCatcher
-from bot.mail_replies import Reading, parse, reading_of
-from bot.reply_text import own_blocks
+from bot.mail.replies import Reading, parse, reading_of
+from bot.mail.reply_text import own_blocks
 from tests.conftest import Service
 from tests.test_email_replies import post_raw, reply, request, status_of
 

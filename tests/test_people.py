@@ -15,8 +15,8 @@ from bot.decisions import Verdict, decide
 from bot.devkit.slack_api import Fault, SlackApiDouble
 from bot.domain import Actor, Channel, NewTier, Outcome, TaskStatus
 from bot.errors import ValidationFailed
-from bot.explain import PLAIN, explain
-from bot.validation import parse_new_approval
+from bot.platform.validation import parse_new_approval
+from bot.wording import PLAIN, explain
 from store import slack as slack_store
 from tests.conftest import Service, approval_body
 from tests.slack_support import CFO, OPS, TEAM, SlackUserAgent

@@ -13,7 +13,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.outbox import UnattendedWatch
+from bot.outbox.dispatcher import UnattendedWatch
 from store import outbox
 from tests.conftest import approval_body
 from tests.support import (
@@ -67,7 +67,7 @@ async def api(base_url: str, method: str, path: str, body: object = None) -> dic
 def test_missing_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CALLBACK_SECRET": "not-whsec", "PORT": "http"}
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "serve"],
+        [sys.executable, "-m", "bot.runtime.cli", "serve"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -85,7 +85,7 @@ def test_missing_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
 
 def test_help_explains_every_setting() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "--help"],
+        [sys.executable, "-m", "bot.runtime.cli", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

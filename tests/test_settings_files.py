@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.config import SECRET_SETTINGS, Settings, load_settings
 from bot.errors import SettingsError
+from bot.runtime.config import SECRET_SETTINGS, Settings, load_settings
 from tests.support import API_TOKEN, CALLBACK_SECRET, ServiceProcess, free_port, service_env
 
 BASE = {
@@ -170,7 +170,7 @@ def test_secrets_are_kept_out_of_the_settings_repr(tmp_path: Path) -> None:
 
 def run_cli(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *command],
+        [sys.executable, "-m", "bot.runtime.cli", *command],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin"} | env,
         capture_output=True,

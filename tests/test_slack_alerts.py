@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from bot.devkit.slack_api import SlackApiDouble
-from bot.slack_alert_blocks import CAP_REACHED_TEXT
+from bot.slack.alert_blocks import CAP_REACHED_TEXT
 from tests.conftest import Service, approval_body
 from tests.slack_support import (
     ALERTS,

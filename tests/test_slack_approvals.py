@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
-from bot.app_keys import BACKGROUND_POOL, POOL
 from bot.devkit.slack_api import Fault, SlackApiDouble
-from bot.effects import Fanout
-from bot.slack_delivery import SlackChannel
+from bot.outbox.consequences import Fanout
+from bot.runtime.keys import BACKGROUND_POOL, POOL
+from bot.slack.delivery import SlackChannel
 from store.outbox import OutboxItem
 from tests.conftest import Service, approval_body
 from tests.slack_support import (

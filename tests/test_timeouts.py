@@ -16,12 +16,12 @@ import pytest
 
 from bench.workload import insert_overdue_tasks
 from bot import approvals
-from bot.callbacks import callback_body
 from bot.decisions import Verdict, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
-from bot.metrics import Metrics
-from bot.sweeper import Sweeper
-from bot.validation import parse_new_approval
+from bot.platform.callbacks import callback_body
+from bot.platform.validation import parse_new_approval
+from bot.runtime.metrics import Metrics
+from bot.timeouts import Sweeper
 from store import sweep
 from store.migrate import apply_migrations
 from tests.conftest import Service, approval_body

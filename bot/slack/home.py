@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack_blocks import approval_message, cut
+from bot.slack.blocks import approval_message, cut
 from store import slack as slack_store
 from store import tasks
 from store.database import Connections

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from bot.schemas import SCHEMAS, WORKSPACE_PATTERN
+from bot.platform.schemas import SCHEMAS, WORKSPACE_PATTERN
 
 __all__ = ["openapi_document"]
 

@@ -10,12 +10,10 @@ from typing import Any
 import asyncpg
 
 from bot import decisions
-from bot.config import Settings
 from bot.decisions import DecisionResult, Verdict
 from bot.domain import Actor, Channel
-from bot.explain import PLAIN, explain
-from bot.mail_delivery import queue_answer
-from bot.mail_replies import (
+from bot.mail.delivery import queue_answer
+from bot.mail.replies import (
     Reading,
     ReplyFacts,
     TooComplex,
@@ -25,8 +23,10 @@ from bot.mail_replies import (
     read_reply,
     reply_tokens,
 )
-from bot.metrics import Metrics
-from bot.reply_worker import READERS, ReaderUnavailable, ReadTooLong
+from bot.mail.reply_worker import READERS, ReaderUnavailable, ReadTooLong
+from bot.runtime.config import Settings
+from bot.runtime.metrics import Metrics
+from bot.wording import PLAIN, explain
 from store import mail, tasks
 from store.database import DATABASE_ERRORS
 

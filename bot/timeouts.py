@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from store import idempotency, outbox, statistics, sweep
 from store.database import DATABASE_ERRORS, Connections
 

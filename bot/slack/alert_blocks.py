@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bot.slack_blocks import cut, mrkdwn, person, slack_date
+from bot.slack.blocks import cut, mrkdwn, person, slack_date
 
 __all__ = ["CAP_REACHED_TEXT", "RESUME_ACTION", "alert_message"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from bot.errors import BotError
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from store import outbox as queries
 from store.database import DATABASE_ERRORS, Connections, connect
 from store.outbox import NOTIFY_CHANNEL, OutboxItem

@@ -17,12 +17,12 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 
-from bot.config import Settings
-from bot.deliveries import NEW_MESSAGE, give_up, queue
-from bot.effects import TaskChange
-from bot.links import LinkSigner
-from bot.mail_compose import MailComposer
-from bot.outbox import GiveUp, RetryLater
+from bot.links.tokens import LinkSigner
+from bot.mail.compose import MailComposer
+from bot.outbox.consequences import TaskChange
+from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
+from bot.outbox.dispatcher import GiveUp, RetryLater
+from bot.runtime.config import Settings
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import mail as store

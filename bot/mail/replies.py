@@ -2,7 +2,7 @@
 
 A reply decides only when its reply address names a task and approver, it has exactly one
 From mailbox and that is the approver (and DMARC passed, when a trusted authserv-id is set),
-it is not an automatic message, and the person's own text (see `bot.reply_text`) says clearly
+it is not an automatic message, and the person's own text (see `bot.mail.reply_text`) says clearly
 approve or deny. Everything else decides nothing.
 
 Everything here is pure and may run in a worker process (`read_reply`); only `header_tokens`
@@ -21,7 +21,7 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses
 from typing import Any
 
-from bot.reply_text import Reading, html_text, outcome_of, own_blocks, understand, verdict
+from bot.mail.reply_text import Reading, html_text, outcome_of, own_blocks, understand, verdict
 
 __all__ = [
     "MAX_DEPTH",

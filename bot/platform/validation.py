@@ -14,7 +14,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from bot.domain import Actor, NewApproval, NewTier, Reversibility, TimeoutPolicy
 from bot.errors import ValidationFailed
-from bot.schemas import SCHEMAS
+from bot.platform.schemas import SCHEMAS
 
 __all__ = [
     "MAX_DEPTH",

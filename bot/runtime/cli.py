@@ -14,10 +14,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import SchemaBehind, build_app, prepare_database
-from bot.config import SETTINGS_HELP, Settings, load_settings
 from bot.errors import SettingsError
-from bot.logs import configure_logging
+from bot.runtime.app import SchemaBehind, build_app, prepare_database
+from bot.runtime.config import SETTINGS_HELP, Settings, load_settings
+from bot.runtime.logs import configure_logging
 from store.database import embedded_database_url, recreate_database
 
 __all__ = ["main"]
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_dev() -> int:
     """`taskjuice-bot dev`: everything on loopback, with a dev console at /dev."""
-    from bot.devmode import require_loopback
+    from bot.runtime.devmode import require_loopback
 
     env = dict(os.environ)
     try:
@@ -171,7 +171,7 @@ def run_dev() -> int:
 
 
 async def _dev_app(env: dict[str, str], port: int) -> web.Application:
-    from bot.devmode import dev_environment, seed, start_world
+    from bot.runtime.devmode import dev_environment, seed, start_world
     from handlers import devconsole
 
     world = await start_world()

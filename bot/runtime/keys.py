@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from bot.config import Settings
-from bot.metrics import Metrics
+from bot.runtime.config import Settings
+from bot.runtime.metrics import Metrics
 from store.database import PoolShare
 
 __all__ = ["BACKGROUND_POOL", "METRICS", "POOL", "SETTINGS"]

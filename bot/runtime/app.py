@@ -12,17 +12,18 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import effects, people
-from bot.app_keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
-from bot.callbacks import CallbackBodies, CallbackSender
-from bot.config import Settings
-from bot.effects import ChannelPlugin, Fanout
+from bot import people
 from bot.errors import BotError
-from bot.mail_delivery import EmailChannel, MailSender
-from bot.metrics import Metrics
-from bot.outbox import Dispatcher, Handler, UnattendedWatch
-from bot.slack_delivery import SlackChannel, SlackSender
-from bot.sweeper import Sweeper
+from bot.mail.delivery import EmailChannel, MailSender
+from bot.outbox import consequences
+from bot.outbox.consequences import ChannelPlugin, Fanout
+from bot.outbox.dispatcher import Dispatcher, Handler, UnattendedWatch
+from bot.platform.callbacks import CallbackBodies, CallbackSender
+from bot.runtime.config import Settings
+from bot.runtime.keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
+from bot.runtime.metrics import Metrics
+from bot.slack.delivery import SlackChannel, SlackSender
+from bot.timeouts import Sweeper
 from handlers import health, links, mail
 from handlers.api import api_app
 from handlers.health import READINESS, Readiness
@@ -282,9 +283,9 @@ def _dispatcher(
         await callbacks.send(item.message_id, await bodies.body(item.payload))
 
     handlers: dict[str, Handler] = {
-        effects.CALLBACK: send_callback,
-        effects.TASK_CHANGED: fanout.task,
-        effects.ALERT_CHANGED: fanout.alert,
+        consequences.CALLBACK: send_callback,
+        consequences.TASK_CHANGED: fanout.task,
+        consequences.ALERT_CHANGED: fanout.alert,
     }
     if slack is not None:
         handlers |= slack.handlers()

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot import approvals
-from bot.app_keys import POOL
-from bot.config import Settings, load_settings
 from bot.devkit.callback_receiver import PlatformReceiver
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
 from bot.errors import SettingsError
-from bot.validation import parse_new_approval
+from bot.platform.validation import parse_new_approval
+from bot.runtime.config import Settings, load_settings
+from bot.runtime.keys import POOL
 from store import alerts
 
 __all__ = ["DevWorld", "dev_environment", "require_loopback", "seed", "start_world"]

@@ -18,10 +18,10 @@ import asyncpg
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
 from bot.domain import Actor, Channel, Outcome
-from bot.explain import PLAIN, ended, explain
-from bot.links import LinkSigner
-from bot.metrics import Metrics
-from bot.validation import unfit_text
+from bot.links.tokens import LinkSigner
+from bot.platform.validation import unfit_text
+from bot.runtime.metrics import Metrics
+from bot.wording import PLAIN, ended, explain
 from store import mail, tasks
 
 __all__ = ["LinkPage", "LinkState", "decide_by_link", "open_link"]

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.decisions import DecisionResult, Verdict
-from bot.slack_blocks import person, slack_date
+from bot.slack.blocks import person, slack_date
 
 __all__ = ["PLAIN", "SLACK", "Style", "ended", "explain"]
 

@@ -20,12 +20,12 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deliveries import NEW_MESSAGE, give_up, queue
-from bot.effects import TaskChange
-from bot.outbox import GiveUp, RetryLater
-from bot.slack_alert_blocks import alert_message
-from bot.slack_blocks import approval_message
-from bot.slack_home import home_view, pending_approvals
+from bot.outbox.consequences import TaskChange
+from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
+from bot.outbox.dispatcher import GiveUp, RetryLater
+from bot.slack.alert_blocks import alert_message
+from bot.slack.blocks import approval_message
+from bot.slack.home import home_view, pending_approvals
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import slack as store

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.coalescing import CoalescingReader
 from bot.domain import ApprovalTask, Decision
-from bot.outbox import GiveUp, RetryLater
+from bot.outbox.coalescing import CoalescingReader
+from bot.outbox.dispatcher import GiveUp, RetryLater
 from store import tasks
 from store.database import Connections
 
