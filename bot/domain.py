@@ -16,6 +16,7 @@ __all__ = [
     "Decision",
     "NewApproval",
     "NewTier",
+    "OutboxKind",
     "Outcome",
     "Resolution",
     "Reversibility",
@@ -72,6 +73,15 @@ class Channel(enum.StrEnum):
     EMAIL_REPLY = "email_reply"
     TIMEOUT = "timeout"
     API = "api"
+
+
+class OutboxKind(enum.StrEnum):
+    """The outbox items a task or alert change writes (see `bot.outbox.consequences`); the
+    statements in `store/` that write them take these values as parameters."""
+
+    CALLBACK = "callback"
+    TASK_CHANGED = "task.changed"
+    ALERT_CHANGED = "alert.changed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
