@@ -12,11 +12,14 @@ __all__ = [
     "Actor",
     "ApprovalTask",
     "Approver",
+    "AuditAction",
     "Channel",
     "Decision",
+    "DeliveryStatus",
     "NewApproval",
     "NewTier",
     "OutboxKind",
+    "OutboxStatus",
     "Outcome",
     "Resolution",
     "Reversibility",
@@ -73,6 +76,35 @@ class Channel(enum.StrEnum):
     EMAIL_REPLY = "email_reply"
     TIMEOUT = "timeout"
     API = "api"
+
+
+class AuditAction(enum.StrEnum):
+    """What an audit row records: a person's vote, or what ended or moved the task."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    """The timeout policy denied it."""
+    PROCEED = "proceed"
+    """The timeout policy let it proceed."""
+    ESCALATE = "escalate"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one message to an approver or a channel stands."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxStatus(enum.StrEnum):
+    """Where one outbox item stands."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
 
 
 class OutboxKind(enum.StrEnum):
@@ -173,7 +205,7 @@ class Decision:
     id: int
     task_id: UUID
     tier: int
-    action: str
+    action: AuditAction
     via: Channel
     actor: Actor | None
     reason: str | None

@@ -16,6 +16,7 @@ from bot.domain import (
     Actor,
     ApprovalTask,
     Approver,
+    AuditAction,
     Channel,
     Decision,
     NewApproval,
@@ -70,7 +71,7 @@ def _decision(row: asyncpg.Record) -> Decision:
         id=row["id"],
         task_id=row["task_id"],
         tier=row["tier"],
-        action=row["action"],
+        action=AuditAction(row["action"]),
         via=Channel(row["via"]),
         actor=Actor(
             email=row["actor_email"],
