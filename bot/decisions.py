@@ -27,6 +27,7 @@ from bot.domain import (
     Actor,
     ApprovalTask,
     Approver,
+    AuditAction,
     Channel,
     Decision,
     Outcome,
@@ -222,7 +223,7 @@ def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult 
             return DecisionResult(verdict=Verdict.SELF_APPROVAL, task=task)
         if self_vote is None:
             others.append(requester)
-    approvals = sum(1 for v in context.votes if v.action == "approve")
+    approvals = sum(1 for v in context.votes if v.action is AuditAction.APPROVE)
     for vote in context.votes:
         one = vote.approver_id == approver.id or same(voter, links.of_actor(vote.actor))
         if one:
@@ -408,7 +409,7 @@ async def cancel(
                 task_id=task.id,
                 tier=task.tier,
                 version=context.version,
-                action="cancel",
+                action=AuditAction.CANCEL,
                 via=Channel.API,
                 actor=None,
                 approver_id=None,

@@ -12,10 +12,14 @@ __all__ = [
     "Actor",
     "ApprovalTask",
     "Approver",
+    "AuditAction",
     "Channel",
     "Decision",
+    "DeliveryStatus",
     "NewApproval",
     "NewTier",
+    "OutboxKind",
+    "OutboxStatus",
     "Outcome",
     "Resolution",
     "Reversibility",
@@ -72,6 +76,44 @@ class Channel(enum.StrEnum):
     EMAIL_REPLY = "email_reply"
     TIMEOUT = "timeout"
     API = "api"
+
+
+class AuditAction(enum.StrEnum):
+    """What an audit row records: a person's vote, or what ended or moved the task."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    """The timeout policy denied it."""
+    PROCEED = "proceed"
+    """The timeout policy let it proceed."""
+    ESCALATE = "escalate"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one message to an approver or a channel stands."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxStatus(enum.StrEnum):
+    """Where one outbox item stands."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class OutboxKind(enum.StrEnum):
+    """The outbox items a task or alert change writes (see `bot.outbox.consequences`); the
+    statements in `store/` that write them take these values as parameters."""
+
+    CALLBACK = "callback"
+    TASK_CHANGED = "task.changed"
+    ALERT_CHANGED = "alert.changed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +205,7 @@ class Decision:
     id: int
     task_id: UUID
     tier: int
-    action: str
+    action: AuditAction
     via: Channel
     actor: Actor | None
     reason: str | None

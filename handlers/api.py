@@ -16,6 +16,7 @@ from uuid import UUID
 from aiohttp import web
 
 from bot import alerts, approvals, decisions
+from bot.domain import OutboxStatus, TaskStatus
 from bot.errors import BotError, Conflict, NotFound, ValidationFailed
 from bot.platform.openapi import openapi_document
 from bot.platform.schemas import WORKSPACE_PATTERN
@@ -28,8 +29,8 @@ __all__ = ["api_app"]
 
 log = logging.getLogger("taskjuice.api")
 
-_STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
-_OUTBOX_STATUSES = ("pending", "done", "dead")
+_STATUSES = tuple(s.value for s in TaskStatus)
+_OUTBOX_STATUSES = tuple(s.value for s in OutboxStatus)
 _INT64 = 2**63 - 1
 _PUBLIC_ROUTE = "openapi"  # the one route served without a token
 

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bot.links.pages import LinkPage, LinkState, decide_by_link, open_link
 from bot.links.tokens import LinkSigner
 from bot.runtime.keys import METRICS, POOL, SETTINGS
+from bot.wording import PAGE, badge, requester
 from store.database import UNAVAILABLE
 
 __all__ = ["add_routes"]
@@ -31,11 +32,6 @@ _HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
-_BADGES = {
-    "safe": "Safe: no lasting effect.",
-    "recoverable": "Recoverable: this action can be undone.",
-    "irreversible": "Irreversible: this action cannot be undone.",
 }
 _TITLES = {
     LinkState.INVALID: ("Link not valid", "Not valid"),
@@ -76,7 +72,6 @@ def _page(
     if page.state is LinkState.READY:
         assert task is not None and page.link_id is not None
         signer = request.app[SIGNER]
-        requested = task.get("requested_by") or {}
         return _render(
             request,
             "pages/confirm.html.j2",
@@ -85,9 +80,9 @@ def _page(
             task=task,
             acting_as=page.acting_as,
             details=list(task["details"].items()),
-            requested_by=requested.get("email") or requested.get("slack_user_id") or "the platform",
-            expires=datetime.fromisoformat(task["expires_at"]).strftime("%Y-%m-%d %H:%M UTC"),
-            badge=_BADGES[task["reversibility"]],
+            requested_by=requester(task.get("requested_by"), PAGE),
+            expires=PAGE.time(datetime.fromisoformat(task["expires_at"])),
+            badge=badge(task["reversibility"], PAGE),
             irreversible=task["reversibility"] == "irreversible",
             word=signer.confirm_word(page.link_id),
             nonce=signer.nonce(page.link_id),

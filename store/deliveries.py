@@ -12,6 +12,8 @@ from uuid import UUID
 
 import asyncpg
 
+from bot.domain import DeliveryStatus
+
 __all__ = [
     "Delivery",
     "Planned",
@@ -36,7 +38,7 @@ class Delivery:
     approver_id: int | None
     approver_email: str | None
     approver_slack_user_id: str | None
-    status: str
+    status: DeliveryStatus
     slack_team_id: str | None
     slack_channel: str | None
     slack_ts: str | None
@@ -59,6 +61,10 @@ class Planned:
     tier: int
     purpose: str
     slack_channel: str | None = None
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(**(dict(row) | {"status": DeliveryStatus(row["status"])}))
 
 
 async def plan(
@@ -111,12 +117,12 @@ async def deliveries_of(
         task_ids,
         channel,
     )
-    return [Delivery(**dict(r)) for r in rows]
+    return [_delivery(r) for r in rows]
 
 
 async def delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | None:
     row = await conn.fetchrow(_SELECT + " WHERE d.id = $1", delivery_id)
-    return Delivery(**dict(row)) if row else None
+    return _delivery(row) if row else None
 
 
 async def mark_posted(

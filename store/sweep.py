@@ -15,6 +15,8 @@ from uuid import UUID
 
 import asyncpg
 
+from bot.domain import OutboxKind
+
 __all__ = ["SweepCounts", "expire_due", "remind_due", "timeout_changes"]
 
 SweepCounts = dict[str, int]
@@ -86,7 +88,7 @@ WITH due AS (
     -- The body is built from the audit row when it is sent (bot.platform.callbacks.approval_event);
     -- the webhook-id is the audit row's, so it is fixed the moment the outcome is.
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
-    SELECT 'callback', jsonb_build_object('decision_id', m.decision_id), m.id,
+    SELECT $1::text, jsonb_build_object('decision_id', m.decision_id), m.id,
            'callback:' || m.id, 'msg_timeout_' || m.decision_id
     FROM moved m
 ), refresh AS (
@@ -94,13 +96,16 @@ WITH due AS (
     -- batch's audit rows (see `timeout_changes`): a few bytes each, where the tasks and their
     -- events spelled out made a payload large enough to be compressed on every batch.
     INSERT INTO outbox (kind, payload, message_id)
-    SELECT 'task.changed', jsonb_build_object('timeouts', jsonb_agg(m.decision_id)),
+    SELECT $2::text, jsonb_build_object('timeouts', jsonb_agg(m.decision_id)),
            'msg_' || replace(gen_random_uuid()::text, '-', '')
     FROM moved m
     HAVING count(*) > 0
 )
 SELECT action, count(*)::int AS n FROM moved GROUP BY action
 """
+
+# What `_EXPIRE` writes: $1 the callbacks' kind, $2 the channels' refresh.
+_KINDS = (OutboxKind.CALLBACK.value, OutboxKind.TASK_CHANGED.value)
 
 _ANY_DUE = "SELECT EXISTS (SELECT FROM task_timers WHERE expires_at <= now())"
 
@@ -117,7 +122,7 @@ WITH due AS (
     RETURNING c.task_id, c.tier
 ), queued AS (
     INSERT INTO outbox (kind, payload, message_id)
-    SELECT 'task.changed',
+    SELECT $2::text,
            jsonb_build_object('changes', jsonb_agg(jsonb_build_object(
                'task_id', r.task_id::text, 'event', 'reminder', 'tier', r.tier))),
            'msg_' || replace(gen_random_uuid()::text, '-', '')
@@ -144,11 +149,11 @@ async def expire_due(
         # took from the next backlog (a batch of 500 took 40 s in a 100,000-task catch-up).
         if not await conn.fetchval(_ANY_DUE):
             return {}
-        rows = await conn.fetch(_EXPIRE.format(only_task="", limit=int(limit)))
+        rows = await conn.fetch(_EXPIRE.format(only_task="", limit=int(limit)), *_KINDS)
     else:
         # Both sides named by id, so neither is found by joining (see above).
-        only = "AND c.task_id = $1 AND t.id = $1"
-        rows = await conn.fetch(_EXPIRE.format(only_task=only, limit=1), task_id)
+        only = "AND c.task_id = $3 AND t.id = $3"
+        rows = await conn.fetch(_EXPIRE.format(only_task=only, limit=1), *_KINDS, task_id)
     return {r["action"]: r["n"] for r in rows}
 
 
@@ -156,7 +161,7 @@ async def remind_due(conn: asyncpg.Connection, *, limit: int) -> int:
     """Queue one reminder for up to `limit` tasks whose reminder time has come (in the caller's
     transaction when there is one)."""
     await conn.execute(_WALK_IN_ORDER)
-    count: int = await conn.fetchval(_REMIND, limit)
+    count: int = await conn.fetchval(_REMIND, limit, OutboxKind.TASK_CHANGED.value)
     return count
 
 

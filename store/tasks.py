@@ -16,9 +16,11 @@ from bot.domain import (
     Actor,
     ApprovalTask,
     Approver,
+    AuditAction,
     Channel,
     Decision,
     NewApproval,
+    OutboxKind,
     Resolution,
     Reversibility,
     TaskStatus,
@@ -69,7 +71,7 @@ def _decision(row: asyncpg.Record) -> Decision:
         id=row["id"],
         task_id=row["task_id"],
         tier=row["tier"],
-        action=row["action"],
+        action=AuditAction(row["action"]),
         via=Channel(row["via"]),
         actor=Actor(
             email=row["actor_email"],
@@ -505,13 +507,13 @@ WITH input AS (
     RETURNING *
 ), callback AS (
     INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)
-    SELECT 'callback', jsonb_build_object('decision_id', decision_id), task_id,
+    SELECT $17::text, jsonb_build_object('decision_id', decision_id), task_id,
         'callback:' || task_id, webhook_id
     FROM task WHERE status IS NOT NULL
 ), refresh AS (
     -- One item for the whole batch: the channels refresh every task in it.
     INSERT INTO outbox (kind, payload, task_id, message_id)
-    SELECT 'task.changed', jsonb_build_object('changes', jsonb_agg(
+    SELECT $18::text, jsonb_build_object('changes', jsonb_agg(
             jsonb_build_object('task_id', task_id::text, 'event', event) ORDER BY task_id)),
         CASE WHEN count(*) = 1 THEN (array_agg(task_id))[1] END, $16
     FROM task
@@ -551,6 +553,8 @@ async def record_decisions(
         [w.event for w in writes],
         [w.version for w in writes],
         f"msg_{uuid.uuid4().hex}",
+        OutboxKind.CALLBACK.value,
+        OutboxKind.TASK_CHANGED.value,
     )
     written = {row["task_id"]: _decision(row) for row in rows}
     return [

@@ -17,11 +17,11 @@ import asyncpg
 
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
-from bot.domain import Actor, Channel, Outcome
+from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.links.tokens import LinkSigner
 from bot.platform.validation import unfit_text
 from bot.runtime.metrics import Metrics
-from bot.wording import PLAIN, ended, explain
+from bot.wording import PAGE, ended, explain, link_recorded, past, votes_recorded
 from store import mail, tasks
 
 __all__ = ["LinkPage", "LinkState", "decide_by_link", "open_link"]
@@ -89,7 +89,7 @@ async def open_link(pool: asyncpg.Pool, signer: LinkSigner, token: str) -> LinkP
     assert view is not None
     page: dict[str, Any] = {"link_id": link_id, "task": view, "acting_as": link["approver_email"]}
     final = [d for d in view["decisions"] if d["action"] != "escalate"]
-    if view["status"] != "pending" or overdue:
+    if view["status"] != TaskStatus.PENDING or overdue:
         if overdue:
             return LinkPage(
                 state=LinkState.FINISHED,
@@ -127,8 +127,8 @@ async def open_link(pool: asyncpg.Pool, signer: LinkSigner, token: str) -> LinkP
             state=LinkState.USED,
             **page,
             lines=[
-                f"You already {_past(mine[0]['action']) if mine else 'used this link'} "
-                f"at {PLAIN.time(_when(at))}; the request is waiting for other approvers."
+                f"You already {past(mine[0]['action']) if mine else 'used this link'} "
+                f"at {PAGE.time(_when(at))}; the request is waiting for other approvers."
             ],
         )
     return LinkPage(state=LinkState.READY, **page)
@@ -138,14 +138,10 @@ def _when(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
 
-def _past(action: str) -> str:
-    return {"approve": "approved", "deny": "denied"}.get(action, action)
-
-
 def _ended(view: dict[str, Any], final: dict[str, Any] | None) -> str:
     if final is None:
         return f"This request is already {view['status']}."
-    return ended(final["action"], final["via"], final.get("by"), _when(final["at"]), PLAIN)
+    return ended(final["action"], final["via"], final.get("by"), _when(final["at"]), PAGE)
 
 
 async def decide_by_link(
@@ -177,7 +173,7 @@ async def decide_by_link(
     if decision not in ("approve", "deny"):
         return page, "Choose Approve or Deny."
     irreversible = page.task["reversibility"] == "irreversible"
-    if decision == "approve" and irreversible:
+    if decision == Outcome.APPROVE and irreversible:
         typed = form.get("confirm_word", "").strip().lower()
         if typed != signer.confirm_word(page.link_id):
             return page, "Type the confirmation word exactly as shown to approve."
@@ -207,16 +203,14 @@ async def _after(pool: asyncpg.Pool, page: LinkPage, result: DecisionResult) -> 
         view = await tasks.task_view(conn, result.task.id)
     base: dict[str, Any] = {"link_id": page.link_id, "task": view, "acting_as": page.acting_as}
     if result.verdict is Verdict.DECIDED:
-        what = {
-            "approved": "Approved. The workflow will continue.",
-            "denied": "Denied. The step will not run.",
-        }[result.task.status.value]
-        return LinkPage(state=LinkState.DONE, **base, lines=[what])
+        return LinkPage(
+            state=LinkState.DONE, **base, lines=[link_recorded(result.task.status.value)]
+        )
     if result.verdict is Verdict.COUNTED:
         left = result.task.required_approvals - result.approvals
         return LinkPage(
             state=LinkState.DONE,
             **base,
-            lines=[f"Your approval is recorded. {left} more approval(s) needed."],
+            lines=[votes_recorded(left)],
         )
-    return LinkPage(state=LinkState.REFUSED, **base, lines=[explain(result, view, PLAIN)])
+    return LinkPage(state=LinkState.REFUSED, **base, lines=[explain(result, view, PAGE)])

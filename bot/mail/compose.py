@@ -12,30 +12,15 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bot.wording import PLAIN, badge, badge_parts, requester
+
 __all__ = ["MailComposer"]
 
-_BADGES = {
-    "safe": {
-        "label": "Safe",
-        "text": "no lasting effect.",
-        "color": "#14532d",
-        "background": "#ecfdf3",
-        "border": "#86efac",
-    },
-    "recoverable": {
-        "label": "Recoverable",
-        "text": "this action can be undone.",
-        "color": "#713f12",
-        "background": "#fefce8",
-        "border": "#fde047",
-    },
-    "irreversible": {
-        "label": "Irreversible",
-        "text": "this action cannot be undone.",
-        "color": "#7f1d1d",
-        "background": "#fef2f2",
-        "border": "#fca5a5",
-    },
+# The badge's colours; its words are `bot.wording`'s.
+_BADGE_COLORS = {
+    "safe": {"color": "#14532d", "background": "#ecfdf3", "border": "#86efac"},
+    "recoverable": {"color": "#713f12", "background": "#fefce8", "border": "#fde047"},
+    "irreversible": {"color": "#7f1d1d", "background": "#fef2f2", "border": "#fca5a5"},
 }
 # Folding at 78 characters makes Python's email package move long subjects wholesale onto a
 # continuation line (read back with a leading space); RFC 5322 allows lines up to 998.
@@ -59,8 +44,7 @@ def _one_line(text: str, limit: int = 150) -> str:
 
 
 def _utc(value: str | datetime) -> str:
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.strftime("%Y-%m-%d %H:%M UTC")
+    return PLAIN.time(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 class MailComposer:
@@ -112,16 +96,18 @@ class MailComposer:
             if irreversible
             else 'You can also reply to this email with "approve" or "deny" on the first line.'
         )
-        requested = task.get("requested_by") or {}
         values = {
             "task": task,
             "heading": _HEADINGS[kind],
             "title": _one_line(task["summary"]),
             "details": [(str(k), "" if v is None else str(v)) for k, v in task["details"].items()],
-            "badge": _BADGES[task["reversibility"]],
-            "requested_by": requested.get("email")
-            or requested.get("slack_user_id")
-            or "the platform",
+            "badge": {
+                "label": badge_parts(task["reversibility"]).label,
+                "text": badge_parts(task["reversibility"]).effect + ".",
+                "line": badge(task["reversibility"], PLAIN),
+                **_BADGE_COLORS[task["reversibility"]],
+            },
+            "requested_by": requester(task.get("requested_by"), PLAIN),
             "expires": _utc(task["expires_at"]),
             "approve_url": approve_url,
             "deny_url": deny_url,

@@ -17,6 +17,7 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 
+from bot.domain import DeliveryStatus, TaskStatus
 from bot.links.tokens import LinkSigner
 from bot.mail.compose import MailComposer
 from bot.outbox.consequences import TaskChange
@@ -55,7 +56,7 @@ class EmailChannel:
             for change in changes
             if change.event in NEW_MESSAGE
             and change.state is not None
-            and change.state["status"] == "pending"
+            and change.state["status"] == TaskStatus.PENDING
             and change.state["deliver"].get("email", True)
         ]
         requests = await deliveries.plan(conn, wanted, channel="email")
@@ -127,13 +128,13 @@ class MailSender:
     async def request(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
-            if delivery is None or delivery.status != "queued":
+            if delivery is None or delivery.status is not DeliveryStatus.QUEUED:
                 return
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await tasks.content_hash(conn, delivery.task_id)
         if view is None or digest is None or delivery.approver_email is None:
             return
-        if view["status"] != "pending" or view["tier"] != delivery.tier:
+        if view["status"] != TaskStatus.PENDING or view["tier"] != delivery.tier:
             async with self.pool.acquire() as conn:
                 await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
             return

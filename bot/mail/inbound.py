@@ -26,7 +26,7 @@ from bot.mail.replies import (
 from bot.mail.reply_worker import READERS, ReaderUnavailable, ReadTooLong
 from bot.runtime.config import Settings
 from bot.runtime.metrics import Metrics
-from bot.wording import PLAIN, explain
+from bot.wording import PLAIN, explain, reply_recorded, votes_recorded
 from store import mail, tasks
 from store.database import DATABASE_ERRORS
 
@@ -205,10 +205,8 @@ async def _handle(
 def _recorded(result: DecisionResult) -> str:
     if result.verdict is Verdict.COUNTED:
         left = result.task.required_approvals - result.approvals
-        return f"Your approval is recorded. {left} more approval(s) are needed."
-    if result.task.status.value == "approved":
-        return "Approved: your reply was recorded and the workflow will continue."
-    return "Denied: your reply was recorded and the step will not run."
+        return votes_recorded(left)
+    return reply_recorded(result.task.status.value)
 
 
 async def _answer(

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from bot.domain import OutboxKind
 from store import outbox, sweep, tasks
 from store.database import Connections
 from store.outbox import OutboxItem
@@ -29,9 +30,11 @@ __all__ = [
     "task_changed",
 ]
 
-CALLBACK = "callback"
-TASK_CHANGED = "task.changed"
-ALERT_CHANGED = "alert.changed"
+# The kinds are named once, in `bot.domain.OutboxKind`: the batch statements of
+# `store.tasks` and `store.sweep` write the same kinds, and take them from there.
+CALLBACK = OutboxKind.CALLBACK
+TASK_CHANGED = OutboxKind.TASK_CHANGED
+ALERT_CHANGED = OutboxKind.ALERT_CHANGED
 
 
 async def task_changed(

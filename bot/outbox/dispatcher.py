@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from bot.domain import OutboxStatus
 from bot.errors import BotError
 from bot.runtime.metrics import Metrics
 from store import outbox as queries
@@ -182,10 +183,10 @@ class Dispatcher:
             error=error,
             max_age=None if permanent else self.max_age,
         )
-        if status == "pending" and delay < self.poll_interval:
+        if status == OutboxStatus.PENDING and delay < self.poll_interval:
             asyncio.get_running_loop().call_later(delay, self._wakeup.set)
         fields = {"kind": item.kind, "item": item.id, "attempts": item.attempts, "error": error}
-        if status == "dead":
+        if status == OutboxStatus.DEAD:
             self.metrics.dead_lettered.labels(item.kind).inc()
             log.error("outbox item dead-lettered", extra={"event": "outbox.dead", **fields})
         else:

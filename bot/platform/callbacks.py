@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.domain import ApprovalTask, Decision
+from bot.domain import ApprovalTask, AuditAction, Decision
 from bot.outbox.coalescing import CoalescingReader
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from store import tasks
@@ -58,7 +58,7 @@ def approval_event(
         "reason": decision.reason,
         "decided_at": _iso(decision.decided_at),
     }
-    if decision.action == "escalate" and next_tier_expires_in is not None:
+    if decision.action is AuditAction.ESCALATE and next_tier_expires_in is not None:
         # The escalation set the new tier's expiry in the same transaction (same now()).
         expires = decision.decided_at + timedelta(seconds=next_tier_expires_in)
         data |= {"tier": decision.tier + 1, "expires_at": _iso(expires)}

@@ -5,7 +5,30 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from bot.domain import (
+    AuditAction,
+    Channel,
+    OutboxStatus,
+    Reversibility,
+    TaskStatus,
+    TimeoutPolicy,
+)
 from bot.platform.schemas import SCHEMAS, WORKSPACE_PATTERN
+
+# The enums as the document lists them: the values, in the order the domain declares them.
+_TASK_STATUSES = [s.value for s in TaskStatus]
+# The audit actions as the document has always listed them (votes first, then endings).
+_ACTIONS = [
+    a.value
+    for a in (
+        AuditAction.APPROVE,
+        AuditAction.DENY,
+        AuditAction.EXPIRE,
+        AuditAction.PROCEED,
+        AuditAction.ESCALATE,
+        AuditAction.CANCEL,
+    )
+]
 
 __all__ = ["openapi_document"]
 
@@ -52,16 +75,16 @@ _RESPONSES: dict[str, dict[str, Any]] = {
             "step": _NULLABLE_STR,
             "summary": {"type": "string"},
             "details": {"type": "object"},
-            "reversibility": {"enum": ["safe", "recoverable", "irreversible"]},
+            "reversibility": {"enum": [r.value for r in Reversibility]},
             "approvers": {"type": "array", "items": _PERSON_OUT},
             "required_approvals": {"type": "integer"},
             "requested_by": {"oneOf": [_PERSON_OUT, {"type": "null"}]},
             "allow_self_approval": {"type": "boolean"},
-            "timeout_policy": {"enum": ["deny", "proceed", "escalate"]},
+            "timeout_policy": {"enum": [p.value for p in TimeoutPolicy]},
             "escalation": {"type": "array", "items": {"type": "object"}},
             "remind_before": {"type": ["integer", "null"]},
             "deliver": {"type": "object"},
-            "status": {"enum": ["pending", "approved", "denied", "expired", "cancelled"]},
+            "status": {"enum": _TASK_STATUSES},
             "resolution": {"enum": ["proceed", "deny", None]},
             "tier": {
                 "type": "integer",
@@ -82,10 +105,8 @@ _RESPONSES: dict[str, dict[str, Any]] = {
                     "properties": {
                         "id": {"type": "integer"},
                         "tier": {"type": "integer"},
-                        "action": {
-                            "enum": ["approve", "deny", "expire", "proceed", "escalate", "cancel"]
-                        },
-                        "via": {"enum": ["slack", "email_link", "email_reply", "timeout", "api"]},
+                        "action": {"enum": _ACTIONS},
+                        "via": {"enum": [c.value for c in Channel]},
                         "by": {"oneOf": [_PERSON_OUT, {"type": "null"}]},
                         "reason": _NULLABLE_STR,
                         "client": {"type": "object"},
@@ -220,9 +241,7 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {
-                            "enum": ["pending", "approved", "denied", "expired", "cancelled"]
-                        },
+                        "schema": {"enum": _TASK_STATUSES},
                     },
                     _LIMIT,
                     _CURSOR,
@@ -278,7 +297,10 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"enum": ["pending", "done", "dead"], "default": "dead"},
+                        "schema": {
+                            "enum": [s.value for s in OutboxStatus],
+                            "default": OutboxStatus.DEAD.value,
+                        },
                     },
                     _LIMIT,
                     _CURSOR,

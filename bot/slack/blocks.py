@@ -6,10 +6,11 @@ every field is cut to Slack's limits before it is built, so Slack never rejects 
 
 from __future__ import annotations
 
-import html
 import json
-from datetime import datetime
 from typing import Any
+
+from bot.domain import TaskStatus
+from bot.wording import SLACK, badge, mrkdwn, outcome_line, person, requester, slack_date
 
 __all__ = [
     "APPROVE_ACTION",
@@ -20,6 +21,7 @@ __all__ = [
     "cut",
     "deny_modal",
     "mrkdwn",
+    "outcome_line",
     "parse_button_value",
     "person",
     "slack_date",
@@ -30,56 +32,10 @@ DENY_ACTION = "taskjuice_deny"
 INBOX_ACTION = "taskjuice_open_inbox"
 DENY_MODAL = "taskjuice_deny_reason"
 
-_BADGES = {
-    "safe": "🟢 *Safe* — no lasting effect",
-    "recoverable": "🟡 *Recoverable* — can be undone",
-    "irreversible": "🔴 *Irreversible* — cannot be undone",
-}
-_OUTCOMES = {
-    "approve": ("✅", "Approved"),
-    "deny": ("⛔", "Denied"),
-    "cancel": ("🚫", "Cancelled"),
-    "expire": ("⌛", "Expired — denied by the timeout policy"),
-    "proceed": ("⏩", "Expired — allowed to proceed by the timeout policy"),
-}
-_VIA = {
-    "slack": "Slack",
-    "email_link": "email link",
-    "email_reply": "email reply",
-    "timeout": "timeout",
-    "api": "the platform",
-}
-
 
 def cut(text: str, limit: int) -> str:
     """At most `limit` characters, ending in an ellipsis when shortened."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def mrkdwn(text: object, limit: int = 3000) -> str:
-    """Escape `&`, `<`, `>` so user text is shown, never parsed, and fit it in `limit`."""
-    raw = str(text)
-    escaped = html.escape(raw, quote=False)
-    while len(escaped) > limit:
-        raw = raw[: max(0, len(raw) - (len(escaped) - limit) - 1)]
-        escaped = html.escape(raw, quote=False) + "…"
-    return escaped
-
-
-def slack_date(value: str | datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
-    """A date Slack renders in each reader's own time zone; UTC text as the fallback."""
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
-
-
-def person(who: dict[str, Any] | None) -> str:
-    """A mention when the Slack user is known, otherwise the escaped email address."""
-    if not who:
-        return "someone"
-    if who.get("slack_user_id"):
-        return f"<@{who['slack_user_id']}>"
-    return mrkdwn(who.get("email") or "someone", 200)
 
 
 def button_value(task: dict[str, Any], content_hash: str) -> str:
@@ -135,34 +91,6 @@ def _names(people: list[dict[str, Any]]) -> str:
     return ", ".join(person(p) for p in people[:20]) or "nobody"
 
 
-def _final(task: dict[str, Any]) -> dict[str, Any] | None:
-    ending = [d for d in task.get("decisions", []) if d["action"] in _OUTCOMES]
-    return ending[-1] if ending else None
-
-
-def outcome_line(task: dict[str, Any]) -> str:
-    """One line saying how the task ended: what, who, via which channel, when."""
-    final = _final(task)
-    if final is None:
-        return ""
-    icon, label = _OUTCOMES[final["action"]]
-    when = slack_date(final["at"])
-    if final["action"] == "approve":
-        approvers = [
-            d["by"]
-            for d in task["decisions"]
-            if d["action"] == "approve" and d["tier"] == final["tier"]
-        ]
-        who = " and ".join(person(p) for p in approvers)
-        return f"{icon} *{label}* by {who} via {_VIA[final['via']]} · {when}"
-    if final["action"] == "deny":
-        line = f"{icon} *{label}* by {person(final['by'])} via {_VIA[final['via']]} · {when}"
-        if final.get("reason"):
-            line += f"\n>{mrkdwn(final['reason'], 1500)}"
-        return line
-    return f"{icon} *{label}* · {when}"
-
-
 def approval_message(
     task: dict[str, Any],
     *,
@@ -193,11 +121,10 @@ def approval_message(
     blocks.append({"type": "section", "text": _text(cut(_facts(task), 3000))})
     if task.get("details"):
         blocks.append({"type": "section", "fields": _detail_fields(task["details"])})
-    asked_by = person(task.get("requested_by")) if task.get("requested_by") else "the platform"
     blocks.append(
         _context(
-            _BADGES[task["reversibility"]],
-            f"Requested by {asked_by}",
+            badge(task["reversibility"], SLACK),
+            f"Requested by {requester(task.get('requested_by'), SLACK)}",
             f"Expires {slack_date(task['expires_at'])}",
         )
     )
@@ -208,7 +135,7 @@ def approval_message(
         "url": cut(inbox, 3000),
         "text": {"type": "plain_text", "text": "Approvals inbox"},
     }
-    pending_here = task["status"] == "pending" and task["tier"] == tier
+    pending_here = task["status"] == TaskStatus.PENDING and task["tier"] == tier
     if pending_here:
         required = int(task.get("required_approvals", 1))
         if required > 1:
@@ -231,7 +158,7 @@ def approval_message(
             }
         )
         text = f"Approval needed: {mrkdwn(summary, 300)}"
-    elif task["status"] == "pending" and task["tier"] > tier:
+    elif task["status"] == TaskStatus.PENDING and task["tier"] > tier:
         names = _names(escalated_to or _tier_people(task, task["tier"]))
         blocks.append(
             {

@@ -20,6 +20,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.domain import DeliveryStatus, TaskStatus
 from bot.outbox.consequences import TaskChange
 from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox.dispatcher import GiveUp, RetryLater
@@ -107,7 +108,7 @@ class SlackChannel:
             state = change.state
             if state is None or not state["deliver"].get("slack", True):
                 continue
-            if change.event in NEW_MESSAGE and state["status"] == "pending":
+            if change.event in NEW_MESSAGE and state["status"] == TaskStatus.PENDING:
                 wanted.append(
                     deliveries.Planned(
                         task_id=change.task_id,
@@ -234,7 +235,7 @@ class SlackSender:
         mention = escalated_to = None
         if delivery.approver_id is None:  # a channel post mentions the tier's approvers
             mention = await self._people(view, delivery.tier)
-        if view["status"] == "pending" and view["tier"] > delivery.tier:
+        if view["status"] == TaskStatus.PENDING and view["tier"] > delivery.tier:
             escalated_to = await self._people(view, view["tier"])
         text, blocks = approval_message(
             view,
@@ -286,14 +287,14 @@ class SlackSender:
     async def post(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
-        if delivery is None or delivery.status != "queued":
+        if delivery is None or delivery.status is not DeliveryStatus.QUEUED:
             return
         try:
             rendered = await self._render(delivery)
             if rendered is None:
                 return
             task, text, blocks = rendered
-            if task["status"] != "pending" or task["tier"] != delivery.tier:
+            if task["status"] != TaskStatus.PENDING or task["tier"] != delivery.tier:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
@@ -335,7 +336,7 @@ class SlackSender:
     async def update(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
-        if delivery is None or delivery.status != "sent" or not delivery.slack_ts:
+        if delivery is None or delivery.status is not DeliveryStatus.SENT or not delivery.slack_ts:
             return
         rendered = await self._render(delivery)
         if rendered is None:
