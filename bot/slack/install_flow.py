@@ -146,9 +146,14 @@ class InstallFlow(AsyncOAuthFlow):
             email = (user.get("profile") or {}).get("email") or None
             user_team = user.get("team_id") or user_team
         except SlackApiError as exc:
+            data = exc.response.data
             log.warning(
                 "could not read the installing user",
-                extra={"event": "slack.installer_unknown", "error": exc.response.get("error")},
+                extra={
+                    "event": "slack.installer_unknown",
+                    "error": data.get("error") if isinstance(data, dict) else None,
+                    "status": exc.response.status_code,
+                },
             )
         if installation.is_enterprise_install and not user_team:
             return _page(
