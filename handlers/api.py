@@ -21,7 +21,8 @@ from bot.errors import BotError, Conflict, NotFound, ValidationFailed
 from bot.platform.openapi import openapi_document
 from bot.platform.schemas import WORKSPACE_PATTERN
 from bot.platform.validation import check_schema, load_json, parse_new_approval, whole_number
-from bot.runtime.keys import METRICS, POOL, SETTINGS
+from bot.runtime.keys import METRICS, POOL, SETTINGS, TEAMS
+from bot.slack import teams as slack_teams
 from store import outbox, tasks
 from store.database import UNAVAILABLE
 
@@ -49,6 +50,9 @@ def api_app() -> web.Application:
     app.router.add_post("/events/connection", connection_event)
     app.router.add_post("/events/throughput", throughput_event)
     app.router.add_put("/workspaces/{workspace}", put_workspace)
+    app.router.add_get("/workspaces/{workspace}", get_workspace, allow_head=False)
+    app.router.add_post("/workspaces/{workspace}/slack/install-link", create_install_link)
+    app.router.add_delete("/workspaces/{workspace}/slack", disconnect_slack)
     app.router.add_get("/outbox", list_outbox, allow_head=False)
     app.router.add_post("/outbox/{id}/retry", retry_outbox)
     return app
@@ -272,3 +276,41 @@ async def retry_outbox(request: web.Request) -> web.Response:
         if not await outbox.retry(conn, item):
             raise NotFound("No such dead-lettered outbox item.")
     return web.json_response({"id": item, "status": "pending"})
+
+
+def _workspace(request: web.Request) -> str:
+    workspace = request.match_info["workspace"]
+    if not re.fullmatch(WORKSPACE_PATTERN, workspace):
+        raise ValidationFailed({"workspace": "must be a URL-safe slug (letters, digits, . _ -)"})
+    return workspace
+
+
+def _distributed_teams(request: web.Request) -> slack_teams.SlackTeams:
+    teams = request.config_dict.get(TEAMS)
+    if teams is None or not teams.distributed:
+        raise Conflict(
+            "Slack distribution is off: set SLACK_CLIENT_ID (and its companions) to connect"
+            " workspaces by install links."
+        )
+    return teams
+
+
+async def get_workspace(request: web.Request) -> web.Response:
+    view = await slack_teams.workspace_view(request.config_dict[POOL], _workspace(request))
+    return web.json_response(view)
+
+
+async def create_install_link(request: web.Request) -> web.Response:
+    workspace = _workspace(request)
+    teams = _distributed_teams(request)
+    url, expires_at = await teams.install_link(workspace, request.config_dict[SETTINGS].public_url)
+    return web.json_response({"url": url, "expires_at": slack_teams.iso(expires_at)}, status=201)
+
+
+async def disconnect_slack(request: web.Request) -> web.Response:
+    workspace = _workspace(request)
+    teams = _distributed_teams(request)
+    if not await teams.disconnect(workspace):
+        raise NotFound("No Slack team is connected to this workspace.")
+    view = await slack_teams.workspace_view(request.config_dict[POOL], workspace)
+    return web.json_response(view)

@@ -25,7 +25,9 @@ import asyncpg
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
@@ -54,7 +56,7 @@ from store import outbox, tasks
 from store import slack as store
 from store.database import UNAVAILABLE
 
-__all__ = ["SignatureCheck", "build_bolt", "refusal", "slack_route"]
+__all__ = ["SignatureCheck", "build_bolt", "oauth_route", "refusal", "slack_route"]
 
 log = logging.getLogger("taskjuice.slack")
 
@@ -84,6 +86,22 @@ def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
                 },
             )
             return web.Response(status=400 if refused is None else 401)
+
+    return handle
+
+
+def oauth_route(bolt: AsyncApp) -> Any:
+    """The aiohttp handler for GET /slack/install and /slack/oauth_redirect: Bolt's OAuth
+    flow (distributed mode)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        flow = bolt.oauth_flow
+        if flow is None:
+            raise web.HTTPNotFound()
+        bolt_request = await to_bolt_request(request)
+        if request.path == flow.install_path:
+            return await to_aiohttp_response(await flow.handle_installation(bolt_request))
+        return await to_aiohttp_response(await flow.handle_callback(bolt_request))
 
     return handle
 
@@ -154,7 +172,13 @@ def _header(req: AsyncBoltRequest, name: str) -> str:
 
 
 def build_bolt(
-    settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
+    settings: Settings,
+    pool: asyncpg.Pool,
+    client: AsyncWebClient,
+    metrics: Metrics,
+    *,
+    oauth_flow: AsyncOAuthFlow | None = None,
+    authorize: AsyncAuthorize | None = None,
 ) -> AsyncApp:
     """The Bolt app with every listener; it shares the process's pool and Web API client.
 
@@ -173,6 +197,9 @@ def build_bolt(
         request_verification_enabled=False,
         before_authorize=SignatureCheck(secret),
         logger=logging.getLogger("taskjuice.slack.bolt"),
+        # distributed mode: the install flow, and each request authorized for its own team
+        oauth_flow=oauth_flow,
+        authorize=authorize,  # type: ignore[arg-type] # an AsyncAuthorize is accepted too
     )
     edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)
     bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(_ours(edge.on_approve))

@@ -25,11 +25,14 @@ __all__ = [
     "find_installation",
     "find_installer",
     "issue_state",
+    "live_state_workspace",
+    "lock_status",
     "mark_revoked",
     "reencrypt_row",
     "save_bot",
     "save_installation",
     "save_installer",
+    "serving_key",
     "team_lock",
 ]
 
@@ -290,8 +293,12 @@ async def bind_workspace(
     workspace: str,
     installed_by_user_id: str,
     installed_by_email: str | None,
+    bound_team_id: str | None = None,
 ) -> bool:
-    """Bind the team to `workspace` (unbinding whichever team had it) and mark it active."""
+    """Bind the team to `workspace` (unbinding whichever team had it) and mark it active.
+
+    `bound_team_id` is the team of an org-wide install the workspace is bound to (default:
+    the installation's own team)."""
     async with conn.transaction():
         found = await conn.fetchval(
             "SELECT id FROM slack_installations"
@@ -303,7 +310,8 @@ async def bind_workspace(
         if found is None:
             return False
         await conn.execute(
-            "UPDATE slack_installations SET workspace = NULL, updated_at = now()"
+            "UPDATE slack_installations SET workspace = NULL, bound_team_id = NULL,"
+            " updated_at = now()"
             " WHERE workspace = $3 AND NOT (coalesce(enterprise_id, '') = coalesce($1, '')"
             " AND coalesce(team_id, '') = coalesce($2, ''))",
             enterprise_id,
@@ -312,7 +320,8 @@ async def bind_workspace(
         )
         done: str = await conn.execute(
             "UPDATE slack_installations SET workspace = $3, installed_by_user_id = $4,"
-            " installed_by_email = $5, status = 'active', revoked_reason = NULL,"
+            " installed_by_email = $5, bound_team_id = coalesce($6, team_id),"
+            " status = 'active', revoked_reason = NULL,"
             " updated_at = now() WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
             " AND coalesce(team_id, '') = coalesce($2, '')",
             enterprise_id,
@@ -320,6 +329,7 @@ async def bind_workspace(
             workspace,
             installed_by_user_id,
             installed_by_email,
+            bound_team_id,
         )
     return done == "UPDATE 1"
 
@@ -356,12 +366,54 @@ async def mark_revoked(
 async def binding_of(conn: asyncpg.Connection, workspace: str) -> asyncpg.Record | None:
     """What the platform sees of the team bound to `workspace`."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT team_id, team_name, enterprise_id, installed_by_user_id, installed_by_email,"
-        " installed_at, status, revoked_reason, incoming_webhook_channel_id"
+        "SELECT coalesce(bound_team_id, team_id) AS team_id, team_name, enterprise_id,"
+        " installed_by_user_id, installed_by_email, installed_at, status, revoked_reason,"
+        " incoming_webhook_channel_id, team_id AS installation_team_id, is_enterprise_install"
         " FROM slack_installations WHERE workspace = $1",
         workspace,
     )
     return row
+
+
+async def serving_key(
+    conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
+) -> tuple[str | None, str | None, bool] | None:
+    """The key (enterprise_id, team_id, is_enterprise_install) of the installation that
+    serves `team_id`: the team's own install, else its organisation's org-wide install."""
+    row = await conn.fetchrow(
+        "SELECT enterprise_id, team_id, is_enterprise_install FROM slack_installations"
+        " WHERE (coalesce(enterprise_id, '') = coalesce($1, '') AND team_id = $2)"
+        " OR ($1 IS NOT NULL AND enterprise_id = $1 AND is_enterprise_install)"
+        " ORDER BY is_enterprise_install LIMIT 1",
+        enterprise_id,
+        team_id,
+    )
+    if row is None:
+        return None
+    return row["enterprise_id"], row["team_id"], row["is_enterprise_install"]
+
+
+async def lock_status(
+    conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
+) -> str | None:
+    """The installation's status, its row locked for the caller's transaction."""
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM slack_installations"
+        " WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
+        " AND coalesce(team_id, '') = coalesce($2, '') FOR UPDATE",
+        enterprise_id,
+        team_id,
+    )
+    return status
+
+
+async def live_state_workspace(conn: asyncpg.Connection, state: str) -> str | None:
+    """The workspace of a live, unused install-link state (without using it up)."""
+    workspace: str | None = await conn.fetchval(
+        "SELECT workspace FROM slack_oauth_states WHERE state = $1 AND expires_at > now()",
+        state,
+    )
+    return workspace
 
 
 async def issue_state(conn: asyncpg.Connection, state: str, workspace: str | None) -> datetime:

@@ -18,7 +18,15 @@ from bot.outbox.dispatcher import GiveUp, RetryLater
 from store import tasks
 from store.database import Connections
 
-__all__ = ["CallbackBodies", "CallbackSender", "approval_event", "callback_body", "sign"]
+__all__ = [
+    "CallbackBodies",
+    "CallbackSender",
+    "approval_event",
+    "callback_body",
+    "sign",
+    "slack_installed",
+    "slack_uninstalled",
+]
 
 _Event = tuple[ApprovalTask, Decision, int | None]  # an audit row, its task, next tier's expiry
 
@@ -63,6 +71,28 @@ def approval_event(
         expires = decision.decided_at + timedelta(seconds=next_tier_expires_in)
         data |= {"tier": decision.tier + 1, "expires_at": _iso(expires)}
     return {"type": f"approval.{event}", "timestamp": _iso(decision.decided_at), "data": data}
+
+
+def slack_installed(workspace: str, slack: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """`slack.installed`: a Slack team was bound to `workspace` (`slack`: the binding)."""
+    return {
+        "type": "slack.installed",
+        "timestamp": _iso(at),
+        "data": {"workspace": workspace, "slack": slack},
+    }
+
+
+def slack_uninstalled(
+    workspace: str, reason: str, slack: dict[str, Any] | None, at: datetime
+) -> dict[str, Any]:
+    """`slack.uninstalled`: Slack delivery for `workspace` stopped, and why (`app_uninstalled`,
+    `tokens_revoked`, `disconnected`, `invalid_auth`); `slack` is the binding as it stays, or
+    null once disconnected."""
+    return {
+        "type": "slack.uninstalled",
+        "timestamp": _iso(at),
+        "data": {"workspace": workspace, "reason": reason, "slack": slack},
+    }
 
 
 class CallbackBodies:

@@ -150,6 +150,53 @@ _RESPONSES: dict[str, dict[str, Any]] = {
             "slack_team_id": _NULLABLE_STR,
             "alert_emails": {"type": "array", "items": {"type": "string"}},
             "thresholds": {"type": "array", "items": {"type": "number"}},
+            "slack": {
+                "oneOf": [{"$ref": "#/components/schemas/SlackBinding"}, {"type": "null"}],
+                "description": "GET only: the Slack team bound in distributed mode, or null",
+            },
+        },
+    },
+    "SlackBinding": {
+        "type": "object",
+        "required": [
+            "team_id",
+            "team_name",
+            "enterprise_id",
+            "installed_by",
+            "installed_at",
+            "status",
+        ],
+        "properties": {
+            "team_id": {"type": "string"},
+            "team_name": _NULLABLE_STR,
+            "enterprise_id": _NULLABLE_STR,
+            "installed_by": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["slack_user_id", "email"],
+                        "properties": {
+                            "slack_user_id": {"type": "string"},
+                            "email": _NULLABLE_STR,
+                        },
+                    },
+                    {"type": "null"},
+                ]
+            },
+            "installed_at": {"type": "string", "format": "date-time"},
+            "status": {"enum": ["active", "revoked"]},
+        },
+    },
+    "InstallLink": {
+        "type": "object",
+        "required": ["url", "expires_at"],
+        "properties": {
+            "url": {
+                "type": "string",
+                "format": "uri",
+                "description": "single use: shown to the workspace admin as Add to Slack",
+            },
+            "expires_at": {"type": "string", "format": "date-time"},
         },
     },
     "OutboxPage": {
@@ -200,6 +247,12 @@ _LIMIT = {
     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
 }
 _CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string"}}
+_WORKSPACE = {
+    "name": "workspace",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": WORKSPACE_PATTERN},
+}
 
 
 def _event(summary: str, schema: str) -> dict[str, Any]:
@@ -273,20 +326,43 @@ def _paths() -> dict[str, Any]:
         ),
         "/events/throughput": _event("Throughput breaker tripped or cleared", "ThroughputEvent"),
         "/workspaces/{workspace}": {
+            "get": {
+                "summary": "A workspace's routing and the Slack team bound to it",
+                "parameters": [_WORKSPACE],
+                "responses": {
+                    "200": _json("Workspace", "The routing, with `slack`"),
+                    **_errors(422),
+                },
+            },
             "put": {
                 "summary": "Set where a workspace's alerts go",
-                "parameters": [
-                    {
-                        "name": "workspace",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": WORKSPACE_PATTERN},
-                    }
-                ],
+                "parameters": [_WORKSPACE],
                 "requestBody": _body("WorkspaceRouting"),
                 "responses": {
                     "200": _json("Workspace", "The routing now in force"),
                     **_errors(413, 422),
+                },
+            },
+        },
+        "/workspaces/{workspace}/slack/install-link": {
+            "post": {
+                "summary": "Distributed mode: a single-use, 30-minute Add to Slack link that"
+                " binds the installing Slack team to this workspace",
+                "parameters": [_WORKSPACE],
+                "responses": {
+                    "201": _json("InstallLink", "The link (the workspace is created if new)"),
+                    **_errors(409, 422),
+                },
+            }
+        },
+        "/workspaces/{workspace}/slack": {
+            "delete": {
+                "summary": "Disconnect Slack: revoke the token, forget it, stop Slack delivery"
+                " (email continues); the platform gets slack.uninstalled (disconnected)",
+                "parameters": [_WORKSPACE],
+                "responses": {
+                    "200": _json("Workspace", "The routing, with `slack` null"),
+                    **_errors(404, 409, 422),
                 },
             }
         },

@@ -20,14 +20,17 @@ from bot.outbox.consequences import ChannelPlugin, Fanout
 from bot.outbox.dispatcher import Dispatcher, Handler, UnattendedWatch
 from bot.platform.callbacks import CallbackBodies, CallbackSender
 from bot.runtime.config import Settings
-from bot.runtime.keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS
+from bot.runtime.keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS, TEAMS
 from bot.runtime.metrics import Metrics
 from bot.slack.delivery import SlackChannel, SlackSender
+from bot.slack.install_flow import TeamsAuthorize, install_flow
+from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
+from bot.slack.teams import SlackTeams
 from bot.timeouts import Sweeper
 from handlers import health, links, mail
 from handlers.api import api_app
 from handlers.health import READINESS, Readiness
-from handlers.slack import build_bolt, slack_route
+from handlers.slack import build_bolt, oauth_route, slack_route
 from handlers.smtp import start_listener
 from store.database import (
     UNAVAILABLE,
@@ -108,6 +111,11 @@ def build_app(
     app.add_subapp("/api/v1", api_app())
     if settings.slack_enabled and not settings.slack_app_token:
         app.router.add_post("/slack/events", _slack_events)
+    if settings.slack_distributed:
+        if settings.slack_app_token is None:
+            app.router.add_post("/slack/events", _slack_events)
+        app.router.add_get("/slack/install", _slack_oauth, allow_head=False)
+        app.router.add_get("/slack/oauth_redirect", _slack_oauth, allow_head=False)
     if settings.link_secrets:
         links.add_routes(app)
     mail.add_routes(app)
@@ -137,6 +145,11 @@ async def _slack_events(request: web.Request) -> web.Response:
     handle = slack_route(request.app[BOLT], request.app[SETTINGS].slack_signing_secret or "")
 
     response: web.Response = await handle(request)
+    return response
+
+
+async def _slack_oauth(request: web.Request) -> web.Response:
+    response: web.Response = await oauth_route(request.app[BOLT])(request)
     return response
 
 
@@ -172,8 +185,10 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
         background = PoolShare(pool, BACKGROUND_CONNECTIONS)
         app[BACKGROUND_POOL] = background
         session = aiohttp.ClientSession()
-        slack = _slack(app, pool, background) if settings.slack_enabled else None
-        if slack is None:
+        slack = _slack(app, pool, background, session) if settings.slack_enabled else None
+        if settings.slack_distributed:
+            _distributed(app, pool, session)
+        elif slack is None:
             log.info(
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
                 extra={"event": "slack.disabled"},
@@ -236,7 +251,12 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
     return lifecycle
 
 
-def _slack(app: web.Application, pool: asyncpg.Pool, background: Connections) -> SlackSender:
+def _slack(
+    app: web.Application,
+    pool: asyncpg.Pool,
+    background: Connections,
+    session: aiohttp.ClientSession,
+) -> SlackSender:
     """The one Web API client, the Bolt app and the sender that share it."""
     settings = app[SETTINGS]
     client = AsyncWebClient(
@@ -246,6 +266,9 @@ def _slack(app: web.Application, pool: asyncpg.Pool, background: Connections) ->
         retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
+    app[TEAMS] = SlackTeams(
+        pool=pool, session=session, api_url=settings.slack_api_url, single=client
+    )
     people.attach(people.SlackDirectory(client=client, pool=pool))
     return SlackSender(
         pool=background,
@@ -253,6 +276,45 @@ def _slack(app: web.Application, pool: asyncpg.Pool, background: Connections) ->
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,
     )
+
+
+def _distributed(
+    app: web.Application, pool: asyncpg.Pool, session: aiohttp.ClientSession
+) -> SlackTeams:
+    """Distributed mode: the teams' installations, the install flow, and the Bolt app that
+    authorizes each request with its own team's token (never Bolt's refresh, which would
+    spend a refresh token outside the team's lock)."""
+    settings = app[SETTINGS]
+    teams = SlackTeams(
+        pool=pool,
+        session=session,
+        api_url=settings.slack_api_url,
+        store=PostgresInstallationStore(pool, TokenCipher(settings.slack_token_keys)),
+        states=PostgresOAuthStateStore(pool),
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret,
+    )
+    app[TEAMS] = teams
+    flow = install_flow(
+        teams,
+        client_id=settings.slack_client_id or "",
+        client_secret=settings.slack_client_secret or "",
+        public_url=settings.public_url,
+        authorize_url=settings.slack_oauth_url,
+    )
+    app[BOLT] = build_bolt(
+        settings,
+        pool,
+        teams.new_client(None),
+        app[METRICS],
+        oauth_flow=flow,
+        authorize=TeamsAuthorize(teams),
+    )
+    log.info(
+        "Slack is in distributed mode: each workspace connects by an install link",
+        extra={"event": "slack.distributed"},
+    )
+    return teams
 
 
 def _dispatcher(

@@ -50,6 +50,26 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("SLACK_APP_TOKEN", "xapp-... app token: use Socket Mode instead of /slack/events"),
     ("SLACK_API_URL", "Slack Web API base (default https://slack.com/api/)"),
     ("SLACK_POST_INTERVAL", "seconds between posts to one Slack channel (default 1)"),
+    (
+        "SLACK_SUBSCRIBE_ANYONE",
+        "single-workspace mode only: true lets any member run /taskjuice subscribe;"
+        " default admins/owners",
+    ),
+    (
+        "SLACK_CLIENT_ID",
+        "the Slack app's OAuth client id; set -> distributed mode (many Slack workspaces,"
+        " each installed from an install link); not with SLACK_BOT_TOKEN",
+    ),
+    ("SLACK_CLIENT_SECRET", "the Slack app's OAuth client secret (required with SLACK_CLIENT_ID)"),
+    (
+        "SLACK_TOKEN_KEYS",
+        "comma-separated Fernet keys encrypting stored Slack tokens, oldest first; the last"
+        " encrypts, all decrypt (required with SLACK_CLIENT_ID)",
+    ),
+    (
+        "SLACK_OAUTH_URL",
+        "Slack's OAuth authorize page (default https://slack.com/oauth/v2/authorize)",
+    ),
     ("LINK_SECRETS", "comma-separated magic-link secrets, oldest first; the last signs"),
     ("SMTP_HOST", "outgoing mail server; unset -> email delivery off"),
     ("SMTP_PORT", "outgoing mail port (default 587, or 465 with SMTP_TLS=tls)"),
@@ -114,6 +134,11 @@ class Settings:
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
     slack_post_interval: float = 1.0
+    slack_subscribe_anyone: bool = False
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
+    slack_token_keys: tuple[str, ...] = field(default=(), repr=False)
+    slack_oauth_url: str = "https://slack.com/oauth/v2/authorize"
     link_secrets: tuple[str, ...] = field(default=(), repr=False)
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -142,7 +167,13 @@ class Settings:
 
     @property
     def slack_enabled(self) -> bool:
+        """Single-workspace mode: one bot token for one Slack team."""
         return bool(self.slack_bot_token)
+
+    @property
+    def slack_distributed(self) -> bool:
+        """Distributed mode: installed by OAuth in many Slack teams."""
+        return bool(self.slack_client_id)
 
     @property
     def email_enabled(self) -> bool:
@@ -201,6 +232,13 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "slack_app_token": reader.get("SLACK_APP_TOKEN", _prefixed("xapp-")),
         "slack_api_url": reader.get("SLACK_API_URL", _slash_url, "https://slack.com/api/"),
         "slack_post_interval": reader.get("SLACK_POST_INTERVAL", _positive, 1.0),
+        "slack_subscribe_anyone": reader.get("SLACK_SUBSCRIBE_ANYONE", _bool, False),
+        "slack_client_id": env.get("SLACK_CLIENT_ID"),
+        "slack_client_secret": env.get("SLACK_CLIENT_SECRET"),
+        "slack_token_keys": reader.get("SLACK_TOKEN_KEYS", _fernet_keys),
+        "slack_oauth_url": reader.get(
+            "SLACK_OAUTH_URL", _http_url, "https://slack.com/oauth/v2/authorize"
+        ),
         "link_secrets": reader.get("LINK_SECRETS", _token_list),
         "smtp_host": env.get("SMTP_HOST"),
         "smtp_port": reader.get("SMTP_PORT", _port, 465 if smtp_tls == "tls" else 587),
@@ -227,6 +265,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
     }
     if env.get("SLACK_BOT_TOKEN") and not env.get("SLACK_APP_TOKEN"):
         reader.require("SLACK_SIGNING_SECRET", "needed with SLACK_BOT_TOKEN in HTTP mode")
+    _slack_mode(reader, env, values)
     if env.get("SMTP_HOST"):
         reader.require("MAIL_FROM", "needed with SMTP_HOST")
         reader.require("LINK_SECRETS", "needed with SMTP_HOST for magic links")
@@ -234,6 +273,22 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
     if timeout is not None and lease is not None and timeout >= lease:
         reader.problem("OUTBOX_LEASE", "must be longer than CALLBACK_TIMEOUT")
     return values
+
+
+def _slack_mode(reader: _Reader, env: dict[str, str], values: dict[str, Any]) -> None:
+    """Single-workspace mode (SLACK_BOT_TOKEN) or distributed mode (SLACK_CLIENT_ID), never
+    both; distributed mode needs its credentials and the keys that encrypt stored tokens."""
+    if not env.get("SLACK_CLIENT_ID"):
+        return
+    if env.get("SLACK_BOT_TOKEN"):
+        reader.problem(
+            "SLACK_BOT_TOKEN",
+            "and SLACK_CLIENT_ID are both set (single-workspace and distributed mode; set one)",
+        )
+    for name in ("SLACK_CLIENT_SECRET", "SLACK_SIGNING_SECRET", "SLACK_TOKEN_KEYS"):
+        reader.require(name, "needed with SLACK_CLIENT_ID")
+    if values["slack_subscribe_anyone"]:
+        reader.problem("SLACK_SUBSCRIBE_ANYONE", "is for single-workspace mode only")
 
 
 class _Reader:
@@ -351,6 +406,18 @@ def _token_list(raw: str) -> tuple[str, ...]:
     if not tokens:
         raise ValueError("expected at least one value")
     return tokens
+
+
+def _fernet_keys(raw: str) -> tuple[str, ...]:
+    """Keys TokenCipher accepts; its refusal names the key's position, never its value."""
+    from bot.slack.installations import TokenCipher
+
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    try:
+        TokenCipher(keys)
+    except SettingsError as exc:
+        raise ValueError(exc.message.removeprefix("SLACK_TOKEN_KEYS: ")) from None
+    return keys
 
 
 def _whsec(raw: str) -> str:

@@ -122,6 +122,14 @@ class PostgresInstallationStore(AsyncInstallationStore):
         return log
 
     async def async_save(self, installation: Installation) -> None:
+        async with self.connections.acquire() as conn, conn.transaction():
+            await self.write_installation(conn, installation)
+
+    async def write_installation(
+        self, conn: asyncpg.Connection, installation: Installation
+    ) -> None:
+        """Save `installation` on `conn`, inside the caller's transaction (e.g. with the
+        binding it makes)."""
         enterprise_id, team_id = _team_key(
             installation.enterprise_id, installation.team_id, installation.is_enterprise_install
         )
@@ -146,7 +154,7 @@ class PostgresInstallationStore(AsyncInstallationStore):
             "user_refresh_token": self.cipher.encrypt(installation.user_refresh_token),
             "user_token_expires_at": _when(installation.user_token_expires_at),
         }
-        async with self.connections.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             installation_id = await queries.save_installation(conn, row)
             await queries.save_installer(conn, installation_id, row)
 
