@@ -41,7 +41,7 @@ from store.database import DATABASE_ERRORS
 
 __all__ = ["DecisionResult", "Preview", "Verdict", "cancel", "decide", "preview"]
 
-log = logging.getLogger("taskjuice.decisions")
+log = logging.getLogger(__name__)
 
 MAX_REASON = 2000
 _NO_SUCH_TASK = "No such approval task."

@@ -24,7 +24,7 @@ from bot.runtime.keys import METRICS, POOL, SETTINGS
 
 __all__ = ["api_app"]
 
-log = logging.getLogger("taskjuice.api")
+log = logging.getLogger(__name__)
 
 _STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
 _OUTBOX_STATUSES = ("pending", "done", "dead")

@@ -38,7 +38,7 @@ from bot.slack.blocks import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 
 __all__ = ["SignatureCheck", "build_bolt", "refusal", "slack_route"]
 
-log = logging.getLogger("taskjuice.slack")
+log = logging.getLogger(__name__)
 
 
 def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
@@ -154,7 +154,7 @@ def build_bolt(
         # authorization and the URL-verification answer, exactly where Bolt puts its own.
         request_verification_enabled=False,
         before_authorize=SignatureCheck(secret),
-        logger=logging.getLogger("taskjuice.slack.bolt"),
+        logger=log,  # Bolt logs as the Slack edge (held at INFO: its debug output has bodies)
     )
     edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)
     bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(_ours(edge.on_approve))

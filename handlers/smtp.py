@@ -18,7 +18,7 @@ from handlers.mail import INBOUND_MAX_BYTES
 
 __all__ = ["start_listener"]
 
-log = logging.getLogger("taskjuice.smtp")
+log = logging.getLogger(__name__)
 
 
 class ReplyHandler:

@@ -39,7 +39,7 @@ __all__ = [
     "webhook_token_used",
 ]
 
-log = logging.getLogger("taskjuice.mail")
+log = logging.getLogger(__name__)
 
 _HOW_TO = (
     'Reply with "approve" or "deny" (or their German, French or Spanish equivalents), '

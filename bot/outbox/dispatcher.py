@@ -32,7 +32,7 @@ __all__ = [
     "retry",
 ]
 
-log = logging.getLogger("taskjuice.outbox")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
