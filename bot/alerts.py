@@ -6,21 +6,27 @@ queues an `alert.changed` item for the channels; the same event again changes no
 
 from __future__ import annotations
 
+import enum
+import re
 from datetime import UTC
 from typing import Any
 
 import asyncpg
 
 from bot.outbox import consequences
+from bot.platform.schemas import WORKSPACE_PATTERN
 from bot.platform.validation import check_schema
 from store import alerts
 
 __all__ = [
+    "Subscription",
     "connection_event",
     "request_resume",
     "set_routing",
     "spend_event",
+    "subscribe_slack_channel",
     "throughput_event",
+    "unsubscribe_slack_channel",
 ]
 
 SPEND_SOFT = "spend.soft"
@@ -38,6 +44,38 @@ async def set_routing(pool: asyncpg.Pool, workspace: str, body: Any) -> dict[str
         changes["alert_emails"] = sorted({e.lower() for e in changes["alert_emails"]})
     async with pool.acquire() as conn, conn.transaction():
         return await alerts.set_routing(conn, workspace, changes)
+
+
+class Subscription(enum.StrEnum):
+    """What became of a request to send a workspace's alerts to a Slack channel."""
+
+    SUBSCRIBED = "subscribed"
+    NOT_A_WORKSPACE = "not_a_workspace"
+    NOT_A_CHANNEL = "not_a_channel"
+    OTHER_TEAM = "other_team"
+
+
+async def subscribe_slack_channel(
+    pool: asyncpg.Pool, workspace: str, *, channel: str, team: str
+) -> Subscription:
+    """Send `workspace`'s alerts to a Slack channel (public or private, never a DM) of
+    `team`; a workspace whose alerts go to another Slack workspace keeps its routing."""
+    if not re.fullmatch(WORKSPACE_PATTERN, workspace):
+        return Subscription.NOT_A_WORKSPACE
+    if not channel.startswith(("C", "G")):
+        return Subscription.NOT_A_CHANNEL
+    async with pool.acquire() as conn, conn.transaction():
+        current = await alerts.routing(conn, workspace)
+        if current.get("slack_team_id") and current["slack_team_id"] != team:
+            return Subscription.OTHER_TEAM
+        await alerts.set_routing(conn, workspace, {"slack_channel": channel, "slack_team_id": team})
+    return Subscription.SUBSCRIBED
+
+
+async def unsubscribe_slack_channel(pool: asyncpg.Pool, channel: str) -> list[str]:
+    """Stop sending alerts to a Slack channel; returns the workspaces that were sent there."""
+    async with pool.acquire() as conn:
+        return await alerts.unroute_channel(conn, channel)
 
 
 async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:

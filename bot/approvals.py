@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from bot.platform.schemas import MAX_EXPIRY_SECONDS
 from store import idempotency, tasks
 from store import slack as slack_store
 
-__all__ = ["CreateResult", "content_hash", "create", "get"]
+__all__ = ["CreateResult", "content_hash", "create", "get", "list_page", "request_hash"]
 
 CreateResult = tuple[dict[str, Any], bool]
 
@@ -35,6 +35,11 @@ def content_hash(new: NewApproval) -> str:
         "reversibility": new.reversibility.value,
     }
     return hashlib.sha256(tasks.dumps(shown).encode()).hexdigest()[:32]
+
+
+def request_hash(body: Any) -> str:
+    """What an idempotent retry must repeat: the request body, canonically."""
+    return hashlib.sha256(tasks.dumps(body).encode()).hexdigest()
 
 
 async def create(
@@ -82,6 +87,21 @@ async def get(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
     if view is None:
         raise NotFound("No such approval task.")
     return view
+
+
+async def list_page(
+    pool: asyncpg.Pool,
+    *,
+    workspace: str | None,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[dict[str, Any]]:
+    """One page of task views, newest first, after the (created_at, id) cursor."""
+    async with pool.acquire() as conn:
+        return await tasks.list_page(
+            conn, workspace=workspace, status=status, limit=limit, after=after
+        )
 
 
 async def _check_people(conn: asyncpg.Connection, new: NewApproval) -> None:

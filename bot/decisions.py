@@ -40,9 +40,9 @@ from bot.runtime.metrics import Metrics
 from store import sweep, tasks
 from store.database import DATABASE_ERRORS
 
-__all__ = ["DecisionResult", "Verdict", "cancel", "decide"]
+__all__ = ["DecisionResult", "Preview", "Verdict", "cancel", "decide", "preview"]
 
-log = logging.getLogger("taskjuice.decisions")
+log = logging.getLogger(__name__)
 
 MAX_REASON = 2000
 _NO_SUCH_TASK = "No such approval task."
@@ -168,6 +168,58 @@ async def decide(
     return result
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preview:
+    """What a decision would come to now, judged by the rules `decide()` applies, without
+    writing anything."""
+
+    verdict: Verdict
+    """DECIDED or COUNTED when it would be recorded; otherwise the refusal it would meet."""
+    task: ApprovalTask
+    decision: Decision | None = None
+    """The audit row that ended the task, or the person's own earlier vote."""
+    overdue: bool = False
+    """The deadline has passed: the timeout policy applies before anything else (and the
+    verdict is the one the task meets as it stands, before the policy)."""
+
+
+async def preview(
+    pool: asyncpg.Pool,
+    *,
+    task_id: UUID,
+    actor: Actor,
+    outcome: Outcome,
+    via: Channel,
+    content_hash: str | None = None,
+    tier: int | None = None,
+) -> Preview:
+    """What `decide()` with these arguments would come to now (read only: one statement,
+    no timeout policy applied, Slack never asked). Raises NotFound for no such task."""
+    request = _Request(
+        task_id=task_id,
+        actor=actor,
+        outcome=outcome,
+        via=via,
+        reason=None,
+        client=None,
+        content_hash=content_hash,
+        tier=tier,
+    )
+    async with pool.acquire() as conn:
+        (context,) = await tasks.load_for_decisions(conn, [request.reader])
+    if context is None:
+        raise NotFound(_NO_SUCH_TASK)
+    judged = _judge(context, request)
+    if isinstance(judged, _Ruling):
+        return Preview(verdict=judged.verdict, task=context.task, overdue=context.task.overdue)
+    return Preview(
+        verdict=judged.verdict,
+        task=context.task,
+        decision=judged.decision,
+        overdue=context.task.overdue,
+    )
+
+
 async def _settle(pool: asyncpg.Pool, request: _Request, metrics: Metrics | None) -> DecisionResult:
     result = await _Batch.submit(pool, request, metrics)
     if result is not None:
@@ -190,7 +242,10 @@ async def _settle(pool: asyncpg.Pool, request: _Request, metrics: Metrics | None
 
 
 def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult | _Ruling:
-    """What `request` comes to against the task as read: a refusal, or a write to try."""
+    """What `request` comes to against the task as read: a refusal, or a write to try.
+
+    The one copy of the rules: pure (it reads and writes nothing), so `decide()` writes
+    what it rules and `preview()` only reports it."""
     task = context.task
     if task.status is not TaskStatus.PENDING:
         return DecisionResult(verdict=Verdict.ALREADY_FINISHED, task=task, decision=context.final)

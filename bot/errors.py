@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from store.database import DATABASE_ERRORS, UNAVAILABLE
+
 __all__ = [
+    "DATABASE_ERRORS",
+    "UNAVAILABLE",
     "BotError",
     "Conflict",
     "NotFound",
     "SettingsError",
     "ValidationFailed",
 ]
+
+
+# The database's failures, named here for the edges, which import nothing from `store/`:
+# UNAVAILABLE is "away or restarting, try again later" (a 503, an SMTP 451), and
+# DATABASE_ERRORS adds any error PostgreSQL reports.
 
 
 class BotError(Exception):

@@ -39,7 +39,7 @@ __all__ = [
     "same",
 ]
 
-log = logging.getLogger("taskjuice.people")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

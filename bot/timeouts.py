@@ -19,7 +19,7 @@ __all__ = ["BATCH", "Sweeper"]
 # batch (and the row locks it holds) lasts a few tens of milliseconds.
 BATCH = 250
 
-log = logging.getLogger("taskjuice.sweeper")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, kw_only=True)

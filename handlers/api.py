@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
 import re
@@ -17,18 +16,17 @@ from aiohttp import web
 
 from bot import alerts, approvals, decisions
 from bot.domain import OutboxStatus, TaskStatus
-from bot.errors import BotError, Conflict, NotFound, ValidationFailed
+from bot.errors import UNAVAILABLE, BotError, Conflict, NotFound, ValidationFailed
+from bot.outbox import dispatcher
 from bot.platform.openapi import openapi_document
 from bot.platform.schemas import WORKSPACE_PATTERN
 from bot.platform.validation import check_schema, load_json, parse_new_approval, whole_number
 from bot.runtime.keys import METRICS, POOL, SETTINGS, TEAMS
 from bot.slack import teams as slack_teams
-from store import outbox, tasks
-from store.database import UNAVAILABLE
 
 __all__ = ["api_app"]
 
-log = logging.getLogger("taskjuice.api")
+log = logging.getLogger(__name__)
 
 _STATUSES = tuple(s.value for s in TaskStatus)
 _OUTBOX_STATUSES = tuple(s.value for s in OutboxStatus)
@@ -132,7 +130,7 @@ async def create_approval(request: web.Request) -> web.Response:
     if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
         raise ValidationFailed({"Idempotency-Key": "must be 1 to 255 printable characters"})
     new = parse_new_approval(body, allow_proceed_irreversible=settings.allow_proceed_irreversible)
-    digest = hashlib.sha256(tasks.dumps(body).encode()).hexdigest()
+    digest = approvals.request_hash(body)
     view, replayed = await approvals.create(
         request.config_dict[POOL], new, idempotency_key=key, request_hash=digest
     )
@@ -191,10 +189,9 @@ async def list_approvals(request: web.Request) -> web.Response:
         fields |= exc.fields
     if fields:
         raise ValidationFailed(fields)
-    async with request.config_dict[POOL].acquire() as conn:
-        items = await tasks.list_page(
-            conn, workspace=workspace, status=status, limit=limit, after=after
-        )
+    items = await approvals.list_page(
+        request.config_dict[POOL], workspace=workspace, status=status, limit=limit, after=after
+    )
     last = items[-1] if len(items) == limit else None
     cursor = _cursor_out(last["created_at"], last["id"]) if last else None
     return web.json_response({"items": items, "next_cursor": cursor})
@@ -255,8 +252,9 @@ async def list_outbox(request: web.Request) -> web.Response:
         fields |= exc.fields
     if fields:
         raise ValidationFailed(fields)
-    async with request.config_dict[POOL].acquire() as conn:
-        rows = await outbox.list_items(conn, status=status, limit=limit, after=after)
+    rows = await dispatcher.list_items(
+        request.config_dict[POOL], status=status, limit=limit, after=after
+    )
     items = [
         {
             k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
@@ -272,9 +270,8 @@ async def retry_outbox(request: web.Request) -> web.Response:
     item = whole_number(request.match_info["id"], _INT64)
     if item is None:
         raise NotFound("No such dead-lettered outbox item.")
-    async with request.config_dict[POOL].acquire() as conn:
-        if not await outbox.retry(conn, item):
-            raise NotFound("No such dead-lettered outbox item.")
+    if not await dispatcher.retry(request.config_dict[POOL], item):
+        raise NotFound("No such dead-lettered outbox item.")
     return web.json_response({"id": item, "status": "pending"})
 
 

@@ -9,10 +9,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot import health
+from bot.errors import DATABASE_ERRORS
 from bot.runtime.keys import METRICS, POOL
-from store import outbox
-from store.database import DATABASE_ERRORS
-from store.readiness import oldest_due_age
 
 __all__ = ["READINESS", "Readiness", "add_routes"]
 
@@ -56,17 +55,17 @@ async def readyz(request: web.Request) -> web.Response:
     problems: list[str] = []
     try:
         async with asyncio.timeout(2):
-            async with request.config_dict[POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
-                if checks.outbox_max_age is not None:
-                    age = await oldest_due_age(conn)
-                    body["outbox_oldest_due_seconds"] = round(age, 1)
-                    body["outbox_max_age_seconds"] = checks.outbox_max_age
-                    if age > checks.outbox_max_age:
-                        problems.append(
-                            f"outbox work has been due for {age:.0f} s,"
-                            f" longer than READY_MAX_OUTBOX_AGE ({checks.outbox_max_age:g} s)"
-                        )
+            age = await health.check_database(
+                request.config_dict[POOL], outbox_age=checks.outbox_max_age is not None
+            )
+        if age is not None and checks.outbox_max_age is not None:
+            body["outbox_oldest_due_seconds"] = round(age, 1)
+            body["outbox_max_age_seconds"] = checks.outbox_max_age
+            if age > checks.outbox_max_age:
+                problems.append(
+                    f"outbox work has been due for {age:.0f} s,"
+                    f" longer than READY_MAX_OUTBOX_AGE ({checks.outbox_max_age:g} s)"
+                )
         body["database"] = "ok"
     except DATABASE_ERRORS:
         body["database"] = "unreachable"
@@ -85,8 +84,7 @@ async def metrics(request: web.Request) -> web.Response:
     registry = request.config_dict[METRICS]
     try:
         async with asyncio.timeout(2):
-            async with request.config_dict[POOL].acquire() as conn:
-                stats = await outbox.stats(conn)
+            stats = await health.outbox_stats(request.config_dict[POOL])
     except DATABASE_ERRORS:
         pass  # the gauges keep their last values; the counters are still worth scraping
     else:

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bot.errors import UNAVAILABLE
 from bot.links.pages import LinkPage, LinkState, decide_by_link, open_link
 from bot.links.tokens import LinkSigner
 from bot.runtime.keys import METRICS, POOL, SETTINGS
 from bot.wording import PAGE, badge, requester
-from store.database import UNAVAILABLE
 
 __all__ = ["add_routes"]
 

@@ -12,10 +12,15 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bot.mail.inbound import ReplyNotHandled, ReplyOutcome, handle_reply
+from bot.errors import DATABASE_ERRORS
+from bot.mail.inbound import (
+    ReplyNotHandled,
+    ReplyOutcome,
+    handle_reply,
+    spend_webhook_token,
+    webhook_token_used,
+)
 from bot.runtime.keys import METRICS, POOL, SETTINGS
-from store import mail
-from store.database import DATABASE_ERRORS
 
 __all__ = ["INBOUND_MAX_BYTES", "add_routes"]
 
@@ -163,8 +168,7 @@ async def inbound_mailgun(request: web.Request) -> web.Response:
         return _json(401, error="The Mailgun signature does not verify or is stale.", fields={})
     pool = request.config_dict[POOL]
     try:
-        async with pool.acquire() as conn:
-            used = await mail.webhook_token_used(conn, token)
+        used = await webhook_token_used(pool, token)
     except DATABASE_ERRORS:
         return _later()
     if used:
@@ -186,8 +190,7 @@ async def inbound_mailgun(request: web.Request) -> web.Response:
     if outcome is None:
         return _later()
     try:
-        async with pool.acquire() as conn:
-            await mail.claim_webhook_token(conn, token)
+        await spend_webhook_token(pool, token)
     except DATABASE_ERRORS:
         return _later()  # handled; the redelivery is a duplicate and decides nothing twice
     if outcome is ReplyOutcome.TOO_COMPLEX:

@@ -17,9 +17,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
@@ -32,33 +30,17 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import alerts, decisions
-from bot.decisions import DecisionResult
-from bot.domain import Actor, Channel, Outcome
-from bot.errors import BotError, NotFound
-from bot.platform.schemas import WORKSPACE_PATTERN
+from bot.domain import Actor
+from bot.errors import UNAVAILABLE, BotError
 from bot.runtime.config import Settings
 from bot.runtime.metrics import Metrics
+from bot.slack import interactions
 from bot.slack.alert_blocks import RESUME_ACTION
-from bot.slack.blocks import (
-    APPROVE_ACTION,
-    DENY_ACTION,
-    DENY_MODAL,
-    deny_modal,
-    notice_view,
-    parse_button_value,
-)
-from bot.slack.delivery import EPHEMERAL, queue_home
-from bot.slack.home import HELP_TEXT, approvals_blocks, pending_approvals
-from bot.wording import explain
-from store import alerts as alert_store
-from store import outbox, tasks
-from store import slack as store
-from store.database import UNAVAILABLE
+from bot.slack.blocks import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
 
 __all__ = ["SignatureCheck", "build_bolt", "oauth_route", "refusal", "slack_route"]
 
-log = logging.getLogger("taskjuice.slack")
+log = logging.getLogger(__name__)
 
 
 def slack_route(bolt: AsyncApp, signing_secret: str) -> Any:
@@ -196,7 +178,7 @@ def build_bolt(
         # authorization and the URL-verification answer, exactly where Bolt puts its own.
         request_verification_enabled=False,
         before_authorize=SignatureCheck(secret),
-        logger=logging.getLogger("taskjuice.slack.bolt"),
+        logger=log,  # Bolt logs as the Slack edge (held at INFO: its debug output has bodies)
         # distributed mode: the install flow, and each request authorized for its own team
         oauth_flow=oauth_flow,
         authorize=authorize,  # type: ignore[arg-type] # an AsyncAuthorize is accepted too
@@ -281,7 +263,7 @@ def _text(data: Any, *path: str | int) -> str:
 
 
 class _SlackEdge:
-    """The listeners; each parses, calls one function of `bot/`, and answers."""
+    """The listeners; each parses, calls one function of `bot.slack.interactions`, and answers."""
 
     def __init__(
         self, *, settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
@@ -299,103 +281,37 @@ class _SlackEdge:
         team = _text(body, "team", "id") or _text(body, "user", "team_id")
         return Actor(slack_user_id=user_id or None, slack_team_id=team or None)
 
-    async def _actor(self, body: dict[str, Any]) -> Actor:
-        """Who clicked, with the email the bot has on file for them."""
-        person = self._person(body)
-        if person.slack_user_id is None:
-            return person
-        async with self.pool.acquire() as conn:
-            email = await store.email_of(conn, person.slack_team_id or "", person.slack_user_id)
-        return replace(person, email=email)
-
-    async def _decide(
-        self, body: dict[str, Any], raw_value: str, outcome: Outcome, reason: str | None = None
-    ) -> DecisionResult | None:
-        parsed = parse_button_value(raw_value)
-        if parsed is None:
-            return None
-        task_id, tier, digest = parsed
-        try:
-            uuid = UUID(task_id)
-        except ValueError:
-            return None
-        actor = self._person(body)
-        if actor.slack_user_id is None:
-            return None
-        client = {
-            "team_id": actor.slack_team_id,
-            "channel": _text(body, "channel", "id") or None,
-            "message_ts": _text(body, "container", "message_ts") or None,
-        }
-
-        async def decide(who: Actor) -> DecisionResult:
-            return await decisions.decide(
-                self.pool,
-                task_id=uuid,
-                actor=who,
-                outcome=outcome,
-                via=Channel.SLACK,
-                reason=reason,
-                client=client,
-                content_hash=digest,
-                tier=tier,
-                metrics=self.metrics,
-            )
-
-        try:
-            # Who the clicker is by email, when it matters, is resolved inside decide().
-            return await decide(actor)
-        except NotFound:
-            return None
-
-    async def _tell(self, body: dict[str, Any], result: DecisionResult | None) -> None:
-        """Explain a refusal to the person, privately, through the outbox."""
-        user = _text(body, "user", "id")
-        channel = _text(body, "channel", "id")
-        explain_it = bool(channel) and (result is None or not result.changed)
-        refresh_home = _text(body, "container", "type") == "view" or not channel
-        if not user or not (explain_it or refresh_home):
-            return  # the common case, a click that counted: no second transaction
-        async with self.pool.acquire() as conn, conn.transaction():
-            if explain_it:
-                view = await tasks.task_view(conn, result.task.id) if result else None
-                text = explain(result, view)
-                await outbox.enqueue(
-                    conn, EPHEMERAL, {"channel": channel, "user": user, "text": text}
-                )
-            if refresh_home:
-                await queue_home(conn, user)
+    def _click(self, body: dict[str, Any]) -> interactions.Click:
+        """A button press: what it stands for, who pressed it, and where it was shown."""
+        return interactions.Click(
+            button=interactions.Button.read(_text(body, "actions", 0, "value")),
+            actor=self._person(body),
+            channel=_text(body, "channel", "id") or None,
+            message_ts=_text(body, "container", "message_ts") or None,
+            container=_text(body, "container", "type"),
+            trigger_id=_text(body, "trigger_id"),
+        )
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        result = await self._decide(body, _text(body, "actions", 0, "value"), Outcome.APPROVE)
-        await self._tell(body, result)
+        await interactions.approve(self.pool, self._click(body), metrics=self.metrics)
         await ack()
 
     async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        value = _text(body, "actions", 0, "value")
-        parsed = parse_button_value(value)
-        trigger = _text(body, "trigger_id")
+        click = self._click(body)
         await ack()
-        if parsed is None or not trigger:
-            return
+        # What the modal's submission needs to know of the button and where it was shown.
         meta = json.dumps(
             {
-                "v": value,
+                "v": _text(body, "actions", 0, "value"),
                 "c": _text(body, "channel", "id"),
                 "k": _text(body, "container", "type"),
             }
         )
-        async with self.pool.acquire() as conn:
-            try:
-                view = await tasks.task_view(conn, UUID(parsed[0]))
-            except ValueError:
-                view = None
+        view = await interactions.deny_form(self.pool, click, meta)
         if view is None:
             return
         # Opening a modal is not a decision: it runs after the ack and may be retried by a click.
-        task = asyncio.create_task(
-            self.client.views_open(trigger_id=trigger, view=deny_modal(view, meta))
-        )
+        task = asyncio.create_task(self.client.views_open(trigger_id=click.trigger_id, view=view))
         self._background.add(task)
         task.add_done_callback(self._done)
 
@@ -414,79 +330,42 @@ class _SlackEdge:
             meta = None
         if not isinstance(meta, dict):
             meta = {}
-        reason = _text(body, "view", "state", "values", "reason", "reason", "value") or None
-        body = body | {
-            "channel": {"id": meta.get("c")} if meta.get("c") else None,
-            "container": {"type": meta.get("k")},
-        }
-        result = await self._decide(body, str(meta.get("v", "")), Outcome.DENY, reason=reason)
-        if result is not None and result.changed:
+        click = interactions.Click(
+            button=interactions.Button.read(str(meta.get("v", ""))),
+            actor=self._person(body),
+            channel=_text(meta, "c") or None,
+            container=_text(meta, "k"),
+            reason=_text(body, "view", "state", "values", "reason", "reason", "value") or None,
+        )
+        notice = await interactions.deny_submitted(self.pool, click, metrics=self.metrics)
+        if notice is None:
             await ack()
-            return
-        async with self.pool.acquire() as conn:
-            task = await tasks.task_view(conn, result.task.id) if result else None
-        await ack(response_action="update", view=notice_view("Not recorded", explain(result, task)))
+        else:
+            await ack(response_action="update", view=notice)
 
     async def on_resume(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         raw = _text(body, "actions", 0, "value")
-        actor = await self._actor(body)
-        if raw.isdigit() and actor.slack_user_id:
-            await alerts.request_resume(self.pool, int(raw), actor.as_json(), "slack")
+        if raw.isdigit():
+            await interactions.resume(self.pool, int(raw), self._person(body))
         await ack()
 
     async def on_link(self, ack: AsyncAck) -> None:
         await ack()  # link buttons open their URL in Slack; there is nothing to do here
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        words = str(command.get("text", "")).split()
-        sub = words[0].lower() if words else "help"
-        if sub == "approvals":
-            await ack(blocks=await self._approvals(command), text="Your pending approvals")
-        elif sub == "subscribe" and len(words) == 2:
-            await ack(text=await self._subscribe(command, words[1]))
-        elif sub == "unsubscribe":
-            await ack(text=await self._unsubscribe(command))
-        else:
-            await ack(text=HELP_TEXT)
-
-    async def _approvals(self, command: dict[str, Any]) -> list[dict[str, Any]]:
-        user, team = str(command.get("user_id", "")), str(command.get("team_id", ""))
-        views, hashes = await pending_approvals(self.pool, team, user)
-        return approvals_blocks(views, hashes, app_url=self.settings.taskjuice_app_url)
-
-    async def _subscribe(self, command: dict[str, Any], workspace: str) -> str:
-        channel, team = str(command.get("channel_id", "")), str(command.get("team_id", ""))
-        if not re.fullmatch(WORKSPACE_PATTERN, workspace):
-            return "That is not a workspace name: use letters, digits, `.`, `_` and `-`."
-        if not channel.startswith(("C", "G")):
-            return "Run `/taskjuice subscribe` in the channel that should receive the alerts."
-        async with self.pool.acquire() as conn, conn.transaction():
-            current = await alert_store.routing(conn, workspace)
-            if current.get("slack_team_id") and current["slack_team_id"] != team:
-                return "That workspace's alerts go to another Slack workspace."
-            await alert_store.set_routing(
-                conn, workspace, {"slack_channel": channel, "slack_team_id": team}
-            )
-        return f"This channel now receives the alerts of *{workspace}*."
-
-    async def _unsubscribe(self, command: dict[str, Any]) -> str:
-        channel = str(command.get("channel_id", ""))
-        async with self.pool.acquire() as conn:
-            names = await alert_store.unroute_channel(conn, channel)
-        if not names:
-            return "This channel receives no TaskJuice alerts."
-        return (
-            "This channel no longer receives the alerts of "
-            + ", ".join(f"*{n}*" for n in names)
-            + "."
+        typed = interactions.Command(
+            text=str(command.get("text", "")),
+            user=str(command.get("user_id", "")),
+            team=str(command.get("team_id", "")),
+            channel=str(command.get("channel_id", "")),
         )
+        answer = await interactions.command(
+            self.pool, typed, app_url=self.settings.taskjuice_app_url
+        )
+        await ack(**answer)
 
     async def on_home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         user = event.get("user")
         if event.get("tab", "home") != "home" or not isinstance(user, str) or not user:
             return
-        team = str(body.get("team_id") or "")
-        async with self.pool.acquire() as conn, conn.transaction():
-            if team:
-                await store.home_seen(conn, team, user)
-            await queue_home(conn, user)
+        await interactions.home_opened(self.pool, str(body.get("team_id") or ""), user)

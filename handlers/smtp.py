@@ -10,15 +10,15 @@ from typing import Any
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from bot.errors import DATABASE_ERRORS
 from bot.mail.inbound import ReplyNotHandled, ReplyOutcome, handle_reply, known_recipient
 from bot.runtime.config import Settings
 from bot.runtime.metrics import Metrics
 from handlers.mail import INBOUND_MAX_BYTES
-from store.database import DATABASE_ERRORS
 
 __all__ = ["start_listener"]
 
-log = logging.getLogger("taskjuice.smtp")
+log = logging.getLogger(__name__)
 
 
 class ReplyHandler:

@@ -25,7 +25,7 @@ __all__ = [
     "wait_for_database",
 ]
 
-log = logging.getLogger("taskjuice.store")
+log = logging.getLogger(__name__)
 
 # Failures that say "the database is away or restarting; try again later", not "this
 # request is wrong". InternalClientError belongs here: a connection cut by a server

@@ -46,9 +46,12 @@ async def link_for(
 
 
 async def link(conn: asyncpg.Connection, link_id: int) -> dict[str, Any] | None:
+    """The link, its approver's email and the reversibility of its task (which the
+    confirmation form needs before anything is decided)."""
     row = await conn.fetchrow(
-        "SELECT l.*, a.email AS approver_email FROM magic_links l"
-        " JOIN approvers a ON a.id = l.approver_id WHERE l.id = $1",
+        "SELECT l.*, a.email AS approver_email, t.reversibility FROM magic_links l"
+        " JOIN approvers a ON a.id = l.approver_id JOIN tasks t ON t.id = l.task_id"
+        " WHERE l.id = $1",
         link_id,
     )
     return dict(row) if row else None

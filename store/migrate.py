@@ -9,7 +9,7 @@ import asyncpg
 
 __all__ = ["MIGRATION_LOCK", "apply_migrations", "migration_files"]
 
-log = logging.getLogger("taskjuice.store")
+log = logging.getLogger(__name__)
 
 # Any constant works; every replica must use the same one.
 MIGRATION_LOCK = 0x7A5C_1A1C_E0B0

@@ -236,7 +236,7 @@ async def test_without_a_worker_a_web_process_warns_that_work_waits_untried(
         await conn.execute("UPDATE outbox SET attempts = 1 WHERE message_id = 'msg_retrying'")
         await outbox.enqueue(conn, "callback", {"body": {"n": 3}}, message_id="msg_just_queued")
     watch = UnattendedWatch(pool=pool, after=120)
-    with caplog.at_level(logging.WARNING, logger="taskjuice.outbox"):
+    with caplog.at_level(logging.WARNING, logger="bot.outbox.dispatcher"):
         # Only the item due for ten minutes that nobody tried: one being retried has a worker,
         # one just queued may simply not have been claimed yet.
         assert await watch.check() == 1

@@ -12,12 +12,13 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
-from bot.domain import Actor, Channel, Outcome, TaskStatus
+from bot.domain import Actor, Channel, Decision, Outcome
 from bot.links.tokens import LinkSigner
 from bot.platform.validation import unfit_text
 from bot.runtime.metrics import Metrics
@@ -65,73 +66,120 @@ class LinkPage:
         return _STATUS[self.state]
 
 
+_NOT_VALID = LinkPage(
+    state=LinkState.INVALID,
+    lines=[
+        "This link is not valid. It may have been cut short or changed; open the link from "
+        "the original email, or use the Approvals inbox."
+    ],
+)
+_UNKNOWN = LinkPage(state=LinkState.INVALID, lines=["This link is not valid."])
+
+
+async def _link(pool: asyncpg.Pool, link_id: int) -> dict[str, Any] | None:
+    async with pool.acquire() as conn:
+        return await mail.link(conn, link_id)
+
+
+async def _view(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        view = await tasks.task_view(conn, task_id)
+    assert view is not None  # a link's task is never deleted
+    return view
+
+
+def _actor(link: dict[str, Any]) -> Actor:
+    return Actor(email=link["approver_email"])
+
+
 async def open_link(pool: asyncpg.Pool, signer: LinkSigner, token: str) -> LinkPage:
     """The state of the link behind `token` (read only: opening a link never decides)."""
     link_id = signer.link_id(token)
     if link_id is None:
-        return LinkPage(
-            state=LinkState.INVALID,
-            lines=[
-                "This link is not valid. It may have been cut short or changed; open the link from "
-                "the original email, or use the Approvals inbox."
-            ],
-        )
-    async with pool.acquire() as conn:
-        link = await mail.link(conn, link_id)
-        if link is None:
-            return LinkPage(state=LinkState.INVALID, lines=["This link is not valid."])
-        overdue = await conn.fetchval(
-            "SELECT status = 'pending' AND expires_at <= now() FROM tasks WHERE id = $1",
-            link["task_id"],
-        )
-        view = await tasks.task_view(conn, link["task_id"])
-        digest = await tasks.content_hash(conn, link["task_id"])
-    assert view is not None
-    page: dict[str, Any] = {"link_id": link_id, "task": view, "acting_as": link["approver_email"]}
-    final = [d for d in view["decisions"] if d["action"] != "escalate"]
-    if view["status"] != TaskStatus.PENDING or overdue:
-        if overdue:
-            return LinkPage(
-                state=LinkState.FINISHED,
-                **page,
-                lines=["This request has expired; its timeout policy now applies."],
-            )
-        return LinkPage(
-            state=LinkState.FINISHED, **page, lines=[_ended(view, final[-1] if final else None)]
-        )
-    if link["tier"] != view["tier"]:
-        return LinkPage(
-            state=LinkState.SUPERSEDED,
-            **page,
-            lines=[
-                "This request was escalated to other approvers because nobody answered in time, so "
-                "this link no longer decides it."
-            ],
-        )
-    if link["content_hash"] != digest:
-        return LinkPage(
-            state=LinkState.SUPERSEDED,
-            **page,
-            lines=[
-                "This request changed after this email was sent, so this link no longer decides it."
-            ],
-        )
-    mine = [
-        d
-        for d in view["decisions"]
-        if d["tier"] == view["tier"] and (d.get("by") or {}).get("email") == link["approver_email"]
-    ]
-    if link["used_at"] is not None or mine:
-        at = mine[0]["at"] if mine else link["used_at"].isoformat()
+        return _NOT_VALID
+    link = await _link(pool, link_id)
+    if link is None:
+        return _UNKNOWN
+    return await _opened(pool, link_id, link)
+
+
+async def _opened(pool: asyncpg.Pool, link_id: int, link: dict[str, Any]) -> LinkPage:
+    """What the link stands for now: the preview of deciding through it, by `decide()`'s
+    own rules (a deny is previewed: the page offers both, and only an approval can meet the
+    self-approval rule, which the POST then reports)."""
+    seen = await decisions.preview(
+        pool,
+        task_id=link["task_id"],
+        actor=_actor(link),
+        outcome=Outcome.DENY,
+        via=Channel.EMAIL_LINK,
+        content_hash=link["content_hash"],
+        tier=link["tier"],
+    )
+    view = await _view(pool, link["task_id"])
+    page = _refused(link_id, link, view, seen.verdict, seen.decision, overdue=seen.overdue)
+    if page is not None:
+        return page
+    base = _base(link_id, link, view)
+    if link["used_at"] is not None:
+        at = PAGE.time(link["used_at"])
         return LinkPage(
             state=LinkState.USED,
-            **page,
+            **base,
             lines=[
-                f"You already {past(mine[0]['action']) if mine else 'used this link'} "
-                f"at {PAGE.time(_when(at))}; the request is waiting for other approvers."
+                f"You already used this link at {at}; the request is waiting for other approvers."
             ],
         )
-    return LinkPage(state=LinkState.READY, **page)
+    return LinkPage(state=LinkState.READY, **base)
+
+
+def _base(link_id: int, link: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    return {"link_id": link_id, "task": view, "acting_as": link["approver_email"]}
+
+
+def _refused(
+    link_id: int,
+    link: dict[str, Any],
+    view: dict[str, Any],
+    verdict: Verdict,
+    decision: Decision | None,
+    *,
+    overdue: bool = False,
+) -> LinkPage | None:
+    """The page for a link that no longer decides (None when it still does)."""
+    base = _base(link_id, link, view)
+    if overdue:
+        return LinkPage(
+            state=LinkState.FINISHED,
+            **base,
+            lines=["This request has expired; its timeout policy now applies."],
+        )
+    if verdict is Verdict.ALREADY_FINISHED:
+        final = [d for d in view["decisions"] if d["action"] != "escalate"]
+        return LinkPage(
+            state=LinkState.FINISHED, **base, lines=[_ended(view, final[-1] if final else None)]
+        )
+    if verdict is Verdict.STALE:
+        if link["tier"] != view["tier"]:
+            line = (
+                "This request was escalated to other approvers because nobody answered in time, "
+                "so this link no longer decides it."
+            )
+        else:
+            line = (
+                "This request changed after this email was sent, so this link no longer decides it."
+            )
+        return LinkPage(state=LinkState.SUPERSEDED, **base, lines=[line])
+    if verdict is Verdict.ALREADY_VOTED and decision is not None:
+        return LinkPage(
+            state=LinkState.USED,
+            **base,
+            lines=[
+                f"You already {past(decision.action)} at {PAGE.time(decision.decided_at)}; "
+                "the request is waiting for other approvers."
+            ],
+        )
+    return None
 
 
 def _when(at: str) -> datetime:
@@ -154,37 +202,25 @@ async def decide_by_link(
     metrics: Metrics | None = None,
 ) -> tuple[LinkPage, str | None]:
     """Decide from a submitted confirmation form. Returns the page, and an error to show on
-    the form again when the submission itself was wrong (nothing is decided then)."""
-    page = await open_link(pool, signer, token)
-    if page.state is not LinkState.READY:
-        return page, None
-    assert page.link_id is not None and page.task is not None and page.acting_as is not None
-    sent = [*form.values(), *(v for v in client.values() if isinstance(v, str))]
-    if any(unfit_text(value) for value in sent):
-        # A NUL or invalid Unicode in the reason or the browser's headers: PostgreSQL could
-        # not store the audit row, so nothing is decided.
-        return page, "The form holds characters that cannot be recorded. Please type it again."
-    if not signer.nonce_ok(page.link_id, form.get("nonce", "")):
-        return (
-            page,
-            "This page is out of date. Please review the request and press the button again.",
-        )
-    decision = form.get("decision")
-    if decision not in ("approve", "deny"):
-        return page, "Choose Approve or Deny."
-    irreversible = page.task["reversibility"] == "irreversible"
-    if decision == Outcome.APPROVE and irreversible:
-        typed = form.get("confirm_word", "").strip().lower()
-        if typed != signer.confirm_word(page.link_id):
-            return page, "Type the confirmation word exactly as shown to approve."
-    async with pool.acquire() as conn:
-        link = await mail.link(conn, page.link_id)
-    assert link is not None
+    the form again when the submission itself was wrong (nothing is decided then).
+
+    The link row is read once; whether the link still decides is `decide()`'s to say."""
+    link_id = signer.link_id(token)
+    if link_id is None:
+        return _NOT_VALID, None
+    link = await _link(pool, link_id)
+    if link is None:
+        return _UNKNOWN, None
+    error = _form_error(signer, link_id, link, form, client)
+    if error is not None or link["used_at"] is not None:
+        # Shown on the page as it stands (which may say the link no longer decides).
+        page = await _opened(pool, link_id, link)
+        return page, error if page.state is LinkState.READY else None
     result = await decisions.decide(
         pool,
         task_id=link["task_id"],
-        actor=Actor(email=link["approver_email"]),
-        outcome=Outcome(decision),
+        actor=_actor(link),
+        outcome=Outcome(form["decision"]),
         via=Channel.EMAIL_LINK,
         reason=form.get("reason") or None,
         client=client,
@@ -192,16 +228,46 @@ async def decide_by_link(
         tier=link["tier"],
         metrics=metrics,
     )
-    return await _after(pool, page, result), None
+    return await _after(pool, link_id, link, result), None
 
 
-async def _after(pool: asyncpg.Pool, page: LinkPage, result: DecisionResult) -> LinkPage:
-    assert page.link_id is not None
+def _form_error(
+    signer: LinkSigner,
+    link_id: int,
+    link: dict[str, Any],
+    form: dict[str, str],
+    client: dict[str, Any],
+) -> str | None:
+    """What is wrong with the submission itself (None when nothing is)."""
+    sent = [*form.values(), *(v for v in client.values() if isinstance(v, str))]
+    if any(unfit_text(value) for value in sent):
+        # A NUL or invalid Unicode in the reason or the browser's headers: PostgreSQL could
+        # not store the audit row, so nothing is decided.
+        return "The form holds characters that cannot be recorded. Please type it again."
+    if not signer.nonce_ok(link_id, form.get("nonce", "")):
+        return "This page is out of date. Please review the request and press the button again."
+    decision = form.get("decision")
+    if decision not in ("approve", "deny"):
+        return "Choose Approve or Deny."
+    if decision == Outcome.APPROVE and link["reversibility"] == "irreversible":
+        typed = form.get("confirm_word", "").strip().lower()
+        if typed != signer.confirm_word(link_id):
+            return "Type the confirmation word exactly as shown to approve."
+    return None
+
+
+async def _after(
+    pool: asyncpg.Pool, link_id: int, link: dict[str, Any], result: DecisionResult
+) -> LinkPage:
     async with pool.acquire() as conn:
         if result.changed:
-            await mail.mark_link_used(conn, page.link_id)
+            await mail.mark_link_used(conn, link_id)
         view = await tasks.task_view(conn, result.task.id)
-    base: dict[str, Any] = {"link_id": page.link_id, "task": view, "acting_as": page.acting_as}
+    assert view is not None
+    refused = _refused(link_id, link, view, result.verdict, result.decision)
+    if refused is not None:
+        return refused
+    base = _base(link_id, link, view)
     if result.verdict is Verdict.DECIDED:
         return LinkPage(
             state=LinkState.DONE, **base, lines=[link_recorded(result.task.status.value)]

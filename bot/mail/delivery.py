@@ -32,7 +32,7 @@ from store.outbox import OutboxItem
 
 __all__ = ["MAIL_KINDS", "EmailChannel", "MailSender", "queue_answer"]
 
-log = logging.getLogger("taskjuice.mail")
+log = logging.getLogger(__name__)
 
 REQUEST, ALERT, ANSWER = "mail.request", "mail.alert", "mail.answer"
 MAIL_KINDS = (REQUEST, ALERT, ANSWER)

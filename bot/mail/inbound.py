@@ -30,9 +30,16 @@ from bot.wording import PLAIN, explain, reply_recorded, votes_recorded
 from store import mail, tasks
 from store.database import DATABASE_ERRORS
 
-__all__ = ["ReplyNotHandled", "ReplyOutcome", "handle_reply", "known_recipient"]
+__all__ = [
+    "ReplyNotHandled",
+    "ReplyOutcome",
+    "handle_reply",
+    "known_recipient",
+    "spend_webhook_token",
+    "webhook_token_used",
+]
 
-log = logging.getLogger("taskjuice.mail")
+log = logging.getLogger(__name__)
 
 _HOW_TO = (
     'Reply with "approve" or "deny" (or their German, French or Spanish equivalents), '
@@ -62,6 +69,18 @@ _RETRY: tuple[type[BaseException], ...] = (ReaderUnavailable, *DATABASE_ERRORS)
 class ReplyNotHandled(Exception):
     """The reply could not be handled just now (database or reader away); the sender's MTA
     or provider should deliver it again later. Nothing was decided twice."""
+
+
+async def webhook_token_used(pool: asyncpg.Pool, token: str) -> bool:
+    """Whether a provider's (Mailgun's) signed webhook token has been spent already."""
+    async with pool.acquire() as conn:
+        return await mail.webhook_token_used(conn, token)
+
+
+async def spend_webhook_token(pool: asyncpg.Pool, token: str) -> None:
+    """Spend a webhook token once its reply is handled: seen again, it is a replay."""
+    async with pool.acquire() as conn:
+        await mail.claim_webhook_token(conn, token)
 
 
 async def known_recipient(pool: asyncpg.Pool, settings: Settings, address: str) -> bool:

@@ -14,7 +14,7 @@ from store.outbox import OutboxItem
 
 __all__ = ["NEW_MESSAGE", "give_up", "queue"]
 
-log = logging.getLogger("taskjuice.deliveries")
+log = logging.getLogger(__name__)
 
 
 async def give_up(pool: Connections, delivery_id: int, error: str, *, channel: str) -> None:

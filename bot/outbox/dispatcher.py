@@ -11,6 +11,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -21,9 +22,18 @@ from store import outbox as queries
 from store.database import DATABASE_ERRORS, Connections, connect
 from store.outbox import NOTIFY_CHANNEL, OutboxItem
 
-__all__ = ["Dispatcher", "GiveUp", "Handler", "RetryLater", "UnattendedWatch", "backoff"]
+__all__ = [
+    "Dispatcher",
+    "GiveUp",
+    "Handler",
+    "RetryLater",
+    "UnattendedWatch",
+    "backoff",
+    "list_items",
+    "retry",
+]
 
-log = logging.getLogger("taskjuice.outbox")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
@@ -47,6 +57,20 @@ def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff with jitter: about base·2^(n-1), capped, spread over ±50%."""
     delay = min(cap, base * 2 ** max(attempts - 1, 0))
     return random.uniform(delay / 2, delay)
+
+
+async def list_items(
+    pool: asyncpg.Pool, *, status: str, limit: int, after: int | None
+) -> list[dict[str, Any]]:
+    """A page of outbox items in one status, newest first, after the item id `after`."""
+    async with pool.acquire() as conn:
+        return await queries.list_items(conn, status=status, limit=limit, after=after)
+
+
+async def retry(pool: asyncpg.Pool, item_id: int) -> bool:
+    """Put a dead-lettered item back in line (False when no such item is dead)."""
+    async with pool.acquire() as conn:
+        return await queries.retry(conn, item_id)
 
 
 @dataclass(slots=True, kw_only=True)

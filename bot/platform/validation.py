@@ -175,11 +175,12 @@ def check_schema(schema: str, body: Any) -> dict[str, Any]:
 
 
 def _describe(error: ValidationError) -> list[tuple[str, str]]:
+    """The fields an error names, each with what is wrong: the keywords about an object's
+    fields (missing, unknown, alternatives) here, a single value's in `_value_message`."""
     path = list(error.absolute_path)
-    value = error.validator_value
     match error.validator:
         case "required":
-            missing = [name for name in value if name not in error.instance]
+            missing = [name for name in error.validator_value if name not in error.instance]
             return [(field_path([*path, name]), "is required") for name in missing]
         case "additionalProperties":
             known = set(error.schema.get("properties", {}))
@@ -190,33 +191,36 @@ def _describe(error: ValidationError) -> list[tuple[str, str]]:
         case "anyOf" | "oneOf" if error.context:
             inner = best_match(error.context)
             return _describe(inner) if inner is not None else [(field_path(path), "is invalid")]
+    return [(field_path(path), _value_message(str(error.validator), error.validator_value, path))]
+
+
+# A bound a value breaks, by its keyword: the message, with the bound in place of {}.
+_BOUNDS = {
+    "maxLength": "must be at most {} characters",
+    "minimum": "must be at least {}",
+    "exclusiveMinimum": "must be greater than {}",
+    "maximum": "must be at most {}",
+    "exclusiveMaximum": "must be less than {}",
+    "minItems": "must have at least {} item(s)",
+    "maxItems": "must have at most {} items",
+    "maxProperties": "must have at most {} entries",
+}
+
+
+def _value_message(keyword: str, value: Any, path: list[Any]) -> str:
+    """What is wrong with one value, by the schema keyword it fails (`value` is the
+    keyword's own value in the schema: the type, the choices, the bound)."""
+    match keyword:
         case "type":
             kinds = value if isinstance(value, list) else [value]
-            return [(field_path(path), "must be " + " or ".join(_article(k) for k in kinds))]
+            return "must be " + " or ".join(_article(k) for k in kinds)
         case "enum":
-            return [(field_path(path), "must be one of " + ", ".join(map(str, value)))]
+            return "must be one of " + ", ".join(map(str, value))
         case "minLength":
-            text = "must not be empty" if value == 1 else f"must be at least {value} characters"
-            return [(field_path(path), text)]
-        case "maxLength":
-            return [(field_path(path), f"must be at most {value} characters")]
+            return "must not be empty" if value == 1 else f"must be at least {value} characters"
         case "pattern":
-            return [(field_path(path), _pattern_message(path))]
-        case "minimum":
-            return [(field_path(path), f"must be at least {value}")]
-        case "exclusiveMinimum":
-            return [(field_path(path), f"must be greater than {value}")]
-        case "maximum":
-            return [(field_path(path), f"must be at most {value}")]
-        case "exclusiveMaximum":
-            return [(field_path(path), f"must be less than {value}")]
-        case "minItems":
-            return [(field_path(path), f"must have at least {value} item(s)")]
-        case "maxItems":
-            return [(field_path(path), f"must have at most {value} items")]
-        case "maxProperties":
-            return [(field_path(path), f"must have at most {value} entries")]
-    return [(field_path(path), "is invalid")]
+            return _pattern_message(path)
+    return _BOUNDS[keyword].format(value) if keyword in _BOUNDS else "is invalid"
 
 
 def _article(kind: str) -> str:

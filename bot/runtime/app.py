@@ -46,7 +46,7 @@ from store.readiness import missing_migrations
 
 __all__ = ["BOLT", "DISPATCHER", "SchemaBehind", "build_app", "prepare_database", "require_schema"]
 
-log = logging.getLogger("taskjuice.app")
+log = logging.getLogger(__name__)
 
 # The pool's connections: background work (the outbox dispatcher and the sweeper) holds at
 # most BACKGROUND_CONNECTIONS of them at a time, so the rest always serve requests (Slack, the

@@ -22,7 +22,7 @@ from store.database import embedded_database_url, recreate_database
 
 __all__ = ["main"]
 
-log = logging.getLogger("taskjuice.cli")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:

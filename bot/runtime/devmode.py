@@ -28,7 +28,7 @@ from store import alerts
 
 __all__ = ["DevWorld", "dev_environment", "require_loopback", "seed", "start_world"]
 
-log = logging.getLogger("taskjuice.dev")
+log = logging.getLogger(__name__)
 
 SIGNING_SECRET = "dev-signing-secret-not-for-production"  # noqa: S105 (dev mode only)
 CALLBACK_SECRET = "whsec_ZGV2LWNhbGxiYWNrLXNlY3JldC1rZXk="  # noqa: S105 (dev mode only)

@@ -44,14 +44,15 @@ def configure_logging(level: str) -> None:
 
 # Libraries whose debug output would carry secrets: request paths with magic-link tokens
 # (aiohttp's access log), whole mails with their links (aiosmtpd's "mail.log", aiosmtplib),
-# and Slack request bodies. They stay at these levels even with LOG_LEVEL=DEBUG.
+# and Slack request bodies (Bolt logs through the Slack edge's logger, `handlers.slack`). They
+# stay at these levels even with LOG_LEVEL=DEBUG.
 _QUIET = {
     "aiohttp.access": logging.WARNING,
     "mail.log": logging.WARNING,
     "aiosmtplib": logging.WARNING,
     "slack_sdk": logging.INFO,
     "slack_bolt": logging.INFO,
-    "taskjuice.slack.bolt": logging.INFO,
+    "handlers.slack": logging.INFO,
 }
 
 

@@ -36,7 +36,7 @@ from store.outbox import OutboxItem
 
 __all__ = ["SLACK_KINDS", "SlackChannel", "SlackSender"]
 
-log = logging.getLogger("taskjuice.slack")
+log = logging.getLogger(__name__)
 
 POST, UPDATE, EPHEMERAL, ALERT, HOME = (
     "slack.post",

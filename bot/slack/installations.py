@@ -34,7 +34,7 @@ __all__ = [
     "rotate_token_keys",
 ]
 
-log = logging.getLogger("taskjuice.slack")
+log = logging.getLogger(__name__)
 
 STATE_LIFETIME_MINUTES = 30  # the migration's default for slack_oauth_states.expires_at
 _REFRESH_MARGIN = 120 * 60.0  # seconds

@@ -1,0 +1,228 @@
+"""What a Slack click, modal or command means: the core that the Slack edge calls.
+
+`handlers/slack.py` reads a payload into one small value (a `Click`, a `Command`) and calls
+one function here; each decides through `bot.decisions.decide()` (which resolves who the
+clicker is, asking Slack once when the bot's cache cannot tell), queues what the person is
+told (a private explanation of a refused click, an App Home refresh) through the outbox in
+the same breath, and returns only what the edge needs for its acknowledgement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bot import alerts, decisions
+from bot.alerts import Subscription
+from bot.decisions import DecisionResult
+from bot.domain import Actor, Channel, Outcome
+from bot.errors import NotFound
+from bot.runtime.metrics import Metrics
+from bot.slack.blocks import deny_modal, notice_view, parse_button_value
+from bot.slack.delivery import EPHEMERAL, queue_home
+from bot.slack.home import HELP_TEXT, approvals_blocks, pending_approvals
+from bot.wording import explain
+from store import outbox, tasks
+from store import slack as slack_store
+
+__all__ = [
+    "Button",
+    "Click",
+    "Command",
+    "approve",
+    "command",
+    "deny_form",
+    "deny_submitted",
+    "home_opened",
+    "resume",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """What an approve or deny button stands for: the task, its tier and content as shown."""
+
+    task_id: UUID
+    tier: int
+    digest: str
+
+    @classmethod
+    def read(cls, raw: str) -> Button | None:
+        """The button behind a button value, or None when the value is not one of ours."""
+        parsed = parse_button_value(raw)
+        if parsed is None:
+            return None
+        try:
+            return cls(UUID(parsed[0]), parsed[1], parsed[2])
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Click:
+    """One approve or deny from Slack (a button, or the deny modal sent), as read."""
+
+    button: Button | None
+    """None when the payload carries no button of ours: the click is explained, not decided."""
+    actor: Actor
+    """Who clicked, by Slack user and team (their email is found by the decision)."""
+    channel: str | None = None
+    """Where the message was shown (None in App Home, which has no channel)."""
+    message_ts: str | None = None
+    container: str = ""
+    """Slack's container type: "message", or "view" for App Home."""
+    trigger_id: str = ""
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """`/taskjuice …` as typed, and where."""
+
+    text: str
+    user: str
+    team: str
+    channel: str
+
+
+async def _decide(
+    pool: asyncpg.Pool, click: Click, outcome: Outcome, metrics: Metrics | None
+) -> DecisionResult | None:
+    """The decision a click comes to (None when it names no task that exists)."""
+    if click.button is None or click.actor.slack_user_id is None:
+        return None
+    try:
+        return await decisions.decide(
+            pool,
+            task_id=click.button.task_id,
+            actor=click.actor,
+            outcome=outcome,
+            via=Channel.SLACK,
+            reason=click.reason,
+            client={
+                "team_id": click.actor.slack_team_id,
+                "channel": click.channel,
+                "message_ts": click.message_ts,
+            },
+            content_hash=click.button.digest,
+            tier=click.button.tier,
+            metrics=metrics,
+        )
+    except NotFound:
+        return None
+
+
+async def approve(
+    pool: asyncpg.Pool, click: Click, *, metrics: Metrics | None = None
+) -> DecisionResult | None:
+    """An Approve button: decide, then queue what the clicker is told.
+
+    A refused click is explained privately where it was shown; a click in App Home (or
+    anywhere without a channel) refreshes the clicker's App Home. A click that counted, in a
+    channel, needs neither: its message updates through the outbox.
+    """
+    result = await _decide(pool, click, Outcome.APPROVE, metrics)
+    user = click.actor.slack_user_id
+    explain_it = bool(click.channel) and (result is None or not result.changed)
+    refresh_home = click.container == "view" or not click.channel
+    if not user or not (explain_it or refresh_home):
+        return result  # the common case, a click that counted: no second transaction
+    async with pool.acquire() as conn, conn.transaction():
+        if explain_it:
+            view = await tasks.task_view(conn, result.task.id) if result else None
+            payload = {"channel": click.channel, "user": user, "text": explain(result, view)}
+            await outbox.enqueue(conn, EPHEMERAL, payload)
+        if refresh_home:
+            await queue_home(conn, user)
+    return result
+
+
+async def deny_form(
+    pool: asyncpg.Pool, click: Click, private_metadata: str
+) -> dict[str, Any] | None:
+    """The Deny modal to open for a Deny button (None when there is nothing to deny)."""
+    if click.button is None or not click.trigger_id:
+        return None
+    async with pool.acquire() as conn:
+        view = await tasks.task_view(conn, click.button.task_id)
+    return deny_modal(view, private_metadata) if view is not None else None
+
+
+async def deny_submitted(
+    pool: asyncpg.Pool, click: Click, *, metrics: Metrics | None = None
+) -> dict[str, Any] | None:
+    """The Deny modal was sent: decide. Returns the view to replace the modal with when the
+    denial did not count (saying why), or None to close it."""
+    result = await _decide(pool, click, Outcome.DENY, metrics)
+    if result is not None and result.changed:
+        return None
+    async with pool.acquire() as conn:
+        view = await tasks.task_view(conn, result.task.id) if result else None
+    return notice_view("Not recorded", explain(result, view))
+
+
+async def resume(pool: asyncpg.Pool, alert_id: int, actor: Actor) -> bool:
+    """Resume workflow on a tripped breaker, as the clicker (with the email the bot has on
+    file for them); False when there is nothing to resume."""
+    if actor.slack_user_id is None:
+        return False
+    async with pool.acquire() as conn:
+        email = await slack_store.email_of(conn, actor.slack_team_id or "", actor.slack_user_id)
+    who = replace(actor, email=email)
+    return await alerts.request_resume(pool, alert_id, who.as_json(), "slack")
+
+
+async def command(pool: asyncpg.Pool, typed: Command, *, app_url: str) -> dict[str, Any]:
+    """`/taskjuice approvals | subscribe <workspace> | unsubscribe | help`: the answer, as
+    the arguments of the command's acknowledgement."""
+    words = typed.text.split()
+    sub = words[0].lower() if words else "help"
+    if sub == "approvals":
+        views, hashes = await pending_approvals(pool, typed.team, typed.user)
+        blocks = approvals_blocks(views, hashes, app_url=app_url)
+        return {"blocks": blocks, "text": "Your pending approvals"}
+    if sub == "subscribe" and len(words) == 2:
+        return {"text": await _subscribe(pool, typed, words[1])}
+    if sub == "unsubscribe":
+        return {"text": await _unsubscribe(pool, typed)}
+    return {"text": HELP_TEXT}
+
+
+_SUBSCRIBED = {
+    Subscription.NOT_A_WORKSPACE: (
+        "That is not a workspace name: use letters, digits, `.`, `_` and `-`."
+    ),
+    Subscription.NOT_A_CHANNEL: (
+        "Run `/taskjuice subscribe` in the channel that should receive the alerts."
+    ),
+    Subscription.OTHER_TEAM: "That workspace's alerts go to another Slack workspace.",
+}
+
+
+async def _subscribe(pool: asyncpg.Pool, typed: Command, workspace: str) -> str:
+    done = await alerts.subscribe_slack_channel(
+        pool, workspace, channel=typed.channel, team=typed.team
+    )
+    if done is Subscription.SUBSCRIBED:
+        return f"This channel now receives the alerts of *{workspace}*."
+    return _SUBSCRIBED[done]
+
+
+async def _unsubscribe(pool: asyncpg.Pool, typed: Command) -> str:
+    names = await alerts.unsubscribe_slack_channel(pool, typed.channel)
+    if not names:
+        return "This channel receives no TaskJuice alerts."
+    return (
+        "This channel no longer receives the alerts of " + ", ".join(f"*{n}*" for n in names) + "."
+    )
+
+
+async def home_opened(pool: asyncpg.Pool, team: str, user: str) -> None:
+    """Someone opened the App Home: remember it (so task changes refresh it) and refresh it."""
+    async with pool.acquire() as conn, conn.transaction():
+        if team:
+            await slack_store.home_seen(conn, team, user)
+        await queue_home(conn, user)
