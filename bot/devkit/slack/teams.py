@@ -1,4 +1,4 @@
-"""The double's Slack world: teams (workspaces), their people and channels, and tokens.
+"""The double's Slack world: teams (workspaces), their people and channels, tokens, grants.
 
 Ids follow Slack's shapes: teams `T…`, enterprises (Enterprise Grid organisations) `E…`, users
 `U…`, channels `C…`, DMs `D…`. Channel and user ids are unique across teams, as in Slack.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Grant", "SlackUser", "Team", "Token"]
+__all__ = ["Grant", "Served", "SlackUser", "Team", "Token"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,3 +72,22 @@ class Grant:
     channel_id: str | None = None
     enterprise_install: bool = False
     issued_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Served:
+    """Who a call is served for: the token, its team (None: org-wide), the teams it sees."""
+
+    token: Token | None
+    team: Team | None
+    teams: list[Team]
+
+    @property
+    def key(self) -> str:
+        """The team id the call is recorded and rate limited under (an enterprise id if
+        org-wide)."""
+        if self.team is not None:
+            return self.team.id
+        if self.token is not None and self.token.enterprise_id:
+            return self.token.enterprise_id
+        return "-"

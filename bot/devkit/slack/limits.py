@@ -13,6 +13,7 @@ import math
 from collections import defaultdict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CHANNEL_PACE",
@@ -23,6 +24,7 @@ __all__ = [
     "TEAM_CAP",
     "Limit",
     "SlidingWindows",
+    "as_limit",
 ]
 
 
@@ -32,6 +34,11 @@ class Limit:
 
     count: int
     seconds: float
+
+
+def as_limit(value: Any) -> Limit:
+    """A limit given as a `Limit` or as a `(count, seconds)` pair."""
+    return value if isinstance(value, Limit) else Limit(int(value[0]), float(value[1]))
 
 
 TIER_1 = Limit(1, 60.0)
