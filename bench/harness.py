@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -20,10 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+
+from bot.devkit.slack_requests import FORM, SlackRequests
 
 __all__ = [
     "SIGNING_SECRET",
@@ -57,40 +56,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+SLACK = SlackRequests(SIGNING_SECRET, team_id=TEAM, app_id="A0BENCH")
+
+
 def sign(body: bytes, timestamp: int) -> dict[str, str]:
-    base = f"v0:{timestamp}:".encode() + body
-    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": "v0=" + digest,
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    """The headers of a signed click (form-encoded) with `body`."""
+    return {"Content-Type": FORM} | SLACK.sign(body, timestamp=timestamp)
 
 
 def click_body(task_id: str, content_hash: str = "hash", user: str = CLICKER) -> bytes:
     """A block_actions payload pressing Approve on a task, as Slack sends it."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM, "domain": "acme"},
-        "user": {"id": user, "username": "load", "team_id": TEAM},
-        "api_app_id": "A0BENCH",
-        "token": "legacy",
-        "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": "1.000001", "channel_id": "D0LOAD0001"},
-        "channel": {"id": "D0LOAD0001"},
-        "actions": [
-            {
-                "action_id": "taskjuice_approve",
-                "block_id": "b",
-                "type": "button",
-                "value": json.dumps(
-                    {"t": task_id, "r": 0, "h": content_hash}, separators=(",", ":")
-                ),
-                "action_ts": "1.1",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)}).encode()
+    value = json.dumps({"t": task_id, "r": 0, "h": content_hash}, separators=(",", ":"))
+    message = {"ts": "1.000001", "channel": "D0LOAD0001"}
+    body, _ = SLACK.block_actions(
+        user=user,
+        username="load",
+        action_id="taskjuice_approve",
+        value=value,
+        message=message,
+        trigger_id="1.2.3",
+        with_message=False,
+    )
+    return body
 
 
 async def pending_tasks(
