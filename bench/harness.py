@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 
 from bot.devkit.slack_requests import FORM, SlackRequests
+from store import seed
 
 __all__ = [
     "SIGNING_SECRET",
@@ -84,26 +85,7 @@ async def pending_tasks(
     conn: asyncpg.Connection, count: int, *, approver: str = CLICKER
 ) -> list[str]:
     """`count` pending tasks whose one approver is the Slack user `approver`."""
-    rows = await conn.fetch(
-        """
-        WITH made AS (
-            INSERT INTO tasks (id, workspace, run_id, workflow, summary, reversibility,
-                required_approvals, timeout_policy, deliver, content_hash, tier_count,
-                expires_at)
-            SELECT gen_random_uuid(), 'bench', 'run_' || n, '{"id": "wf", "name": "Load"}',
-                   'Load ' || n, 'recoverable', 1, 'deny', '{"slack": false, "email": false}',
-                   'hash', 1, now() + interval '1 day'
-            FROM generate_series(1, $1) AS n RETURNING id, expires_at
-        ), timers AS (
-            INSERT INTO task_timers (task_id, tier, expires_at) SELECT id, 0, expires_at FROM made
-        ), tiers AS (INSERT INTO approver_tiers (task_id, tier) SELECT id, 0 FROM made)
-        INSERT INTO approvers (task_id, tier, slack_user_id) SELECT id, 0, $2 FROM made
-        RETURNING task_id
-        """,
-        count,
-        approver,
-    )
-    return [str(r["task_id"]) for r in rows]
+    return await seed.pending_tasks(conn, count, approver=approver)
 
 
 async def settle(conn: asyncpg.Connection, *, analyze: bool = True) -> None:

@@ -11,7 +11,6 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bench.harness import CLICKER, pending_tasks
 from bot import approvals
 from bot.decisions import DecisionResult, Verdict, cancel, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
@@ -20,8 +19,8 @@ from bot.platform.callbacks import callback_body
 from bot.platform.validation import parse_new_approval
 from bot.runtime.metrics import Metrics
 from bot.timeouts import Sweeper
+from store import seed, statistics
 from store import slack as slack_store
-from store import statistics
 from store.database import create_pool
 from tests.conftest import approval_body
 from tests.support import eventually, move_deadline, statement_plans, unbounded_scans
@@ -29,6 +28,7 @@ from tests.support import eventually, move_deadline, statement_plans, unbounded_
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
 OPS = Actor(email="ops@acme.test")
+CLICKER = "U0LOAD0001"
 
 
 async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
@@ -446,7 +446,8 @@ async def _decide_after_a_sudden_growth(
                 "; ".join(f"ALTER TABLE {t} SET (autovacuum_enabled = off)" for t in grown)
             )
             held = cast(asyncpg.Pool, _Held(conn))
-            for task_id in await pending_tasks(conn, 8):  # more runs than a plan is kept after
+            # More runs than a plan is kept after.
+            for task_id in await seed.pending_tasks(conn, 8, approver=CLICKER):
                 early = await decide(
                     held,
                     task_id=UUID(task_id),
@@ -455,7 +456,7 @@ async def _decide_after_a_sudden_growth(
                     via=Channel.SLACK,
                 )
                 assert early.verdict is Verdict.DECIDED
-            many = await pending_tasks(conn, 3000)
+            many = await seed.pending_tasks(conn, 3000, approver=CLICKER)
             # Votes on the other tasks arrive as fast (only their number matters here).
             await conn.execute(
                 "INSERT INTO decisions (task_id, tier, approver_id, action, via)"
