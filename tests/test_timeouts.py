@@ -14,7 +14,6 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bench.workload import insert_overdue_tasks
 from bot import approvals
 from bot.decisions import Verdict, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
@@ -24,6 +23,7 @@ from bot.runtime.metrics import Metrics
 from bot.timeouts import Sweeper
 from store import sweep
 from store.migrate import apply_migrations
+from store.seed import insert_overdue_tasks
 from tests.conftest import Service, approval_body
 from tests.support import (
     CallbackReceiver,
