@@ -12,7 +12,8 @@ from bot import decisions
 from bot.domain import Actor, Channel, Outcome
 from bot.outbox.dispatcher import GiveUp
 from bot.platform.callbacks import CallbackBodies, callback_body
-from tests.integration.test_decisions import new_task, rows
+from tests.conftest import TaskFactory
+from tests.integration.test_decisions import rows
 
 
 class _CountingConnections:
@@ -28,10 +29,10 @@ class _CountingConnections:
 
 
 async def test_a_claims_callbacks_read_their_audit_rows_in_one_statement(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     for _ in range(12):
-        task_id = await new_task(pool)
+        task_id = await task_factory.stored()
         await decisions.decide(
             pool,
             task_id=task_id,
