@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -20,10 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+
+from bot.devkit.slack_requests import FORM, SlackRequests
+from store import seed
 
 __all__ = [
     "SIGNING_SECRET",
@@ -57,66 +57,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+SLACK = SlackRequests(SIGNING_SECRET, team_id=TEAM, app_id="A0BENCH")
+
+
 def sign(body: bytes, timestamp: int) -> dict[str, str]:
-    base = f"v0:{timestamp}:".encode() + body
-    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": "v0=" + digest,
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    """The headers of a signed click (form-encoded) with `body`."""
+    return {"Content-Type": FORM} | SLACK.sign(body, timestamp=timestamp)
 
 
 def click_body(task_id: str, content_hash: str = "hash", user: str = CLICKER) -> bytes:
     """A block_actions payload pressing Approve on a task, as Slack sends it."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM, "domain": "acme"},
-        "user": {"id": user, "username": "load", "team_id": TEAM},
-        "api_app_id": "A0BENCH",
-        "token": "legacy",
-        "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": "1.000001", "channel_id": "D0LOAD0001"},
-        "channel": {"id": "D0LOAD0001"},
-        "actions": [
-            {
-                "action_id": "taskjuice_approve",
-                "block_id": "b",
-                "type": "button",
-                "value": json.dumps(
-                    {"t": task_id, "r": 0, "h": content_hash}, separators=(",", ":")
-                ),
-                "action_ts": "1.1",
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(payload)}).encode()
+    value = json.dumps({"t": task_id, "r": 0, "h": content_hash}, separators=(",", ":"))
+    message = {"ts": "1.000001", "channel": "D0LOAD0001"}
+    body, _ = SLACK.block_actions(
+        user=user,
+        username="load",
+        action_id="taskjuice_approve",
+        value=value,
+        message=message,
+        trigger_id="1.2.3",
+        with_message=False,
+    )
+    return body
 
 
 async def pending_tasks(
     conn: asyncpg.Connection, count: int, *, approver: str = CLICKER
 ) -> list[str]:
     """`count` pending tasks whose one approver is the Slack user `approver`."""
-    rows = await conn.fetch(
-        """
-        WITH made AS (
-            INSERT INTO tasks (id, workspace, run_id, workflow, summary, reversibility,
-                required_approvals, timeout_policy, deliver, content_hash, tier_count,
-                expires_at)
-            SELECT gen_random_uuid(), 'bench', 'run_' || n, '{"id": "wf", "name": "Load"}',
-                   'Load ' || n, 'recoverable', 1, 'deny', '{"slack": false, "email": false}',
-                   'hash', 1, now() + interval '1 day'
-            FROM generate_series(1, $1) AS n RETURNING id, expires_at
-        ), timers AS (
-            INSERT INTO task_timers (task_id, tier, expires_at) SELECT id, 0, expires_at FROM made
-        ), tiers AS (INSERT INTO approver_tiers (task_id, tier) SELECT id, 0 FROM made)
-        INSERT INTO approvers (task_id, tier, slack_user_id) SELECT id, 0, $2 FROM made
-        RETURNING task_id
-        """,
-        count,
-        approver,
-    )
-    return [str(r["task_id"]) for r in rows]
+    return await seed.pending_tasks(conn, count, approver=approver)
 
 
 async def settle(conn: asyncpg.Connection, *, analyze: bool = True) -> None:

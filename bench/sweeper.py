@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from bench.harness import cpu_seconds, settle
-from bench.workload import insert_overdue_tasks
 from bot.timeouts import BATCH
 from store import sweep
 from store.database import connect, create_pool
+from store.seed import insert_overdue_tasks
 
 __all__ = ["run"]
 

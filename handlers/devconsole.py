@@ -1,13 +1,12 @@
 """The dev console at /dev (dev mode only): Slack, mail and the platform in one browser tab.
 
-Buttons and modals are sent to the bot's own /slack/events signed exactly as Slack signs them;
-replies go through the bot's inbound SMTP listener; requests and events go through the API.
+Buttons, modals, commands and the App Home are sent to the bot's own /slack/events as Slack
+sends them, built and signed by bot/devkit/slack_requests.py; replies go through the bot's
+inbound SMTP listener; requests and events go through the API.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import itertools
 import json
@@ -25,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from bot.devkit.mrkdwn import to_html
+from bot.devkit.slack_requests import SlackRequests, button
 from bot.runtime.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, DevWorld
 from bot.runtime.keys import SETTINGS
 
@@ -140,34 +140,27 @@ def _back(request: web.Request, **query: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther("/dev?" + urlencode(merged))
 
 
-async def _to_bot(request: web.Request, body: bytes, content_type: str) -> tuple[int, str]:
-    """POST to the bot's own /slack/events, signed as Slack signs."""
-    timestamp = str(int(time.time()))
-    base = f"v0:{timestamp}:".encode() + body
-    signature = "v0=" + hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
+def _slack(world: DevWorld) -> SlackRequests:
+    """Slack's side of the dev workspace: what it sends, signed as Slack signs."""
+    return SlackRequests(
+        SIGNING_SECRET,
+        team_id=world.slack.team_id,
+        app_id="A0TASKJDEV",
+        token="dev",  # noqa: S106 (Slack's deprecated verification token; the bot ignores it)
+    )
+
+
+async def _to_bot(request: web.Request, sent: tuple[bytes, dict[str, str]]) -> tuple[int, str]:
+    """POST a signed request to the bot's own /slack/events."""
+    body, headers = sent
     settings = request.app[SETTINGS]
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            f"http://127.0.0.1:{settings.port}/slack/events",
-            data=body,
-            headers={
-                "Content-Type": content_type,
-                "X-Slack-Request-Timestamp": timestamp,
-                "X-Slack-Signature": signature,
-            },
+            f"http://127.0.0.1:{settings.port}/slack/events", data=body, headers=headers
         ) as response,
     ):
         return response.status, await response.text()
-
-
-def _actor(world: DevWorld, user: str) -> dict[str, Any]:
-    return {"id": user, "username": _user_name(world)(user), "team_id": world.slack.team_id}
-
-
-async def _interact(request: web.Request, payload: dict[str, Any]) -> tuple[int, str]:
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    return await _to_bot(request, body, "application/x-www-form-urlencoded")
 
 
 async def slack_click(request: web.Request) -> web.StreamResponse:
@@ -184,46 +177,22 @@ async def slack_click(request: web.Request) -> web.StreamResponse:
         blocks = message.get("blocks", []) + [
             b for a in message.get("attachments", []) for b in a.get("blocks", [])
         ]
-    element = next(
-        (
-            e
-            for b in blocks
-            if b["type"] == "actions"
-            for e in b["elements"]
-            if e["action_id"] == action_id and e.get("value") == form.get("value")
-        ),
-        None,
-    )
-    if element is None:
+    wanted = form.get("value")
+    try:
+        element = button({"blocks": blocks}, action_id, None if wanted is None else str(wanted))
+    except StopIteration:
         return _back(request)
-    payload = {
-        "type": "block_actions",
-        "team": {"id": world.slack.team_id, "domain": "acme"},
-        "user": _actor(world, user),
-        "api_app_id": "A0TASKJDEV",
-        "token": "dev",
-        "trigger_id": f"{user}.{next(_triggers)}",
-        "container": {"type": "view", "view_id": "home"}
-        if home
-        else {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "b",
-                "value": element.get("value", ""),
-                "type": "button",
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
-    if not home:
-        payload["channel"] = {"id": message["channel"]}
-        payload["message"] = {
-            "ts": message["ts"],
-            "text": message["text"],
-            "blocks": message["blocks"],
-        }
-    await _interact(request, payload)
+    slack = _slack(world)
+    payload = slack.block_actions_payload(
+        user=user,
+        username=_user_name(world)(user),
+        action_id=action_id,
+        value=element.get("value", ""),
+        message=None if home else message,
+        view_id="home",
+        trigger_id=f"{user}.{next(_triggers)}",
+    )
+    await _to_bot(request, slack.interaction(payload))
     return _back(request)
 
 
@@ -237,25 +206,16 @@ async def slack_submit(request: web.Request) -> web.StreamResponse:
     if form.get("action") == "close":
         view["_closed"] = True
         return _back(request)
-    state = {
-        "values": {
-            "reason": {
-                "reason": {"type": "plain_text_input", "value": str(form.get("reason", "")) or None}
-            }
-        }
-    }
     clean = {k: v for k, v in view.items() if not k.startswith("_")}
-    _, body = await _interact(
+    _, body = await _to_bot(
         request,
-        {
-            "type": "view_submission",
-            "team": {"id": world.slack.team_id},
-            "user": _actor(world, user),
-            "api_app_id": "A0TASKJDEV",
-            "token": "dev",
-            "trigger_id": f"{user}.{next(_triggers)}",
-            "view": clean | {"state": state},
-        },
+        _slack(world).view_submission(
+            user=user,
+            username=_user_name(world)(user),
+            view=clean,
+            reason=str(form.get("reason", "")) or None,
+            trigger_id=f"{user}.{next(_triggers)}",
+        ),
     )
     answer = json.loads(body) if body.strip().startswith("{") else {}
     if answer.get("response_action") == "update":
@@ -269,20 +229,15 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     form = await request.post()
     user, channel = str(form["user"]), str(form.get("channel", "C0APPROV1"))
-    body = urlencode(
-        {
-            "token": "dev",
-            "team_id": world.slack.team_id,
-            "channel_id": channel,
-            "user_id": user,
-            "command": "/taskjuice",
-            "text": str(form.get("text", "")),
-            "trigger_id": f"{user}.{next(_triggers)}",
-            "api_app_id": "A0TASKJDEV",
-            "response_url": "http://127.0.0.1:9/unused",
-        }
-    ).encode()
-    _, answer = await _to_bot(request, body, "application/x-www-form-urlencoded")
+    _, answer = await _to_bot(
+        request,
+        _slack(world).slash_command(
+            user=user,
+            channel=channel,
+            text=str(form.get("text", "")),
+            trigger_id=f"{user}.{next(_triggers)}",
+        ),
+    )
     reply = json.loads(answer) if answer.strip().startswith("{") else {"text": answer}
     world.slack.ephemeral.append(
         {
@@ -298,18 +253,7 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
 async def slack_home(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     user = str((await request.post())["user"])
-    body = json.dumps(
-        {
-            "token": "dev",
-            "team_id": world.slack.team_id,
-            "type": "event_callback",
-            "api_app_id": "A0TASKJDEV",
-            "event_id": f"Ev{next(_triggers)}",
-            "event_time": int(time.time()),
-            "event": {"type": "app_home_opened", "user": user, "tab": "home"},
-        }
-    ).encode()
-    await _to_bot(request, body, "application/json")
+    await _to_bot(request, _slack(world).app_home_opened(user, event_id=f"Ev{next(_triggers)}"))
     return _back(request, home="1")
 
 

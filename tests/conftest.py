@@ -1,5 +1,8 @@
 """Shared fixtures: a real PostgreSQL (a migrated template cloned per test), the callback
-receiver, the service in-process on 127.0.0.1, and an API client."""
+receiver, the service in-process on 127.0.0.1, an API client, and `task_factory`.
+
+The database fixtures start PostgreSQL only when a test asks for one of them, so the unit tier
+never starts it."""
 
 from __future__ import annotations
 
@@ -11,14 +14,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
 
+from bot import approvals
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
+from bot.platform.validation import parse_new_approval
 from bot.runtime.app import DISPATCHER, build_app
 from bot.runtime.config import Settings, load_settings
 from store.database import create_pool
@@ -298,3 +304,45 @@ def approval_body(**changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+_SERVICES = ("slack_service", "mail_service", "service")
+
+
+class TaskFactory:
+    """Creates approval requests for a test, from `approval_body(**overrides)`.
+
+    `await task_factory(**overrides)` posts it to the API of the service the test uses
+    (`slack_service`, `mail_service` or `service`; `service=` names another) and returns the
+    created view; `await task_factory.stored(**overrides)` creates it through
+    `bot.approvals.create` on the test's `pool` (no service needed) and returns its id.
+    """
+
+    def __init__(self, service: Service | None, pool: asyncpg.Pool | None) -> None:
+        self._service = service
+        self._pool = pool
+
+    async def __call__(self, *, service: Service | None = None, **overrides: Any) -> dict[str, Any]:
+        target = service or self._service
+        assert target is not None, "task_factory() posts to a service: use one in the test"
+        status, task = await target.request(
+            "POST", "/api/v1/approvals", json=approval_body(**overrides)
+        )
+        assert status == 201, task
+        return dict(task)
+
+    async def stored(self, **overrides: Any) -> UUID:
+        assert self._pool is not None, "task_factory.stored() needs the test to use `pool`"
+        new = parse_new_approval(approval_body(**overrides), allow_proceed_irreversible=False)
+        view, _ = await approvals.create(self._pool, new)
+        return UUID(view["id"])
+
+
+@pytest.fixture
+def task_factory(request: pytest.FixtureRequest) -> TaskFactory:
+    """Approval requests for this test, over the API or straight into the store (see
+    `TaskFactory`); it uses the service and pool the test already has and starts nothing."""
+    names = request.fixturenames
+    service = next((request.getfixturevalue(n) for n in _SERVICES if n in names), None)
+    pool = request.getfixturevalue("pool") if "pool" in names else None
+    return TaskFactory(service, pool)

@@ -1,17 +1,29 @@
-"""Driving the bot as Slack does: requests signed exactly as Slack signs them."""
+"""Driving the bot as Slack does, through the dev kit's request builder and signer."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
 from bot.devkit.slack_api import SlackApiDouble
+from bot.devkit.slack_requests import SlackRequests, button, buttons
+from bot.devkit.slack_requests import sign as requests_sign
+
+__all__ = [
+    "SIGNING_SECRET",
+    "SLACK",
+    "SlackUserAgent",
+    "block_action",
+    "button",
+    "buttons",
+    "sign",
+    "text_of",
+    "view_submission",
+    "workspace",
+]
 
 # The signing secret of slack-sdk's own signature tests: obviously not a real one.
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -33,13 +45,13 @@ def workspace() -> SlackApiDouble:
     return double
 
 
+SLACK = SlackRequests(SIGNING_SECRET, team_id=TEAM)
+
+
 def sign(
     body: bytes, *, timestamp: int | None = None, secret: str = SIGNING_SECRET
 ) -> dict[str, str]:
-    ts = str(timestamp if timestamp is not None else int(time.time()))
-    base = f"v0:{ts}:".encode() + body
-    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+    return requests_sign(body, secret, timestamp=timestamp)
 
 
 class SlackUserAgent:
@@ -59,6 +71,11 @@ class SlackUserAgent:
         async with self.http.post(self.url, data=body, headers=sent) as response:
             return response.status, await response.text()
 
+    async def post(self, request: tuple[bytes, dict[str, str]]) -> tuple[int, str]:
+        body, headers = request
+        async with self.http.post(self.url, data=body, headers=headers) as response:
+            return response.status, await response.text()
+
     async def interact(self, payload: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return await self.send(body, "application/x-www-form-urlencoded", **kwargs)
@@ -71,105 +88,20 @@ class SlackUserAgent:
         return await self.interact(block_action(message, element, user), **kwargs)
 
     async def command(self, text: str, user: str, channel: str = APPROVALS) -> tuple[int, str]:
-        body = urlencode(
-            {
-                "token": "legacy",
-                "team_id": TEAM,
-                "team_domain": "acme",
-                "channel_id": channel,
-                "channel_name": "approvals",
-                "user_id": user,
-                "user_name": user.lower(),
-                "command": "/taskjuice",
-                "text": text,
-                "api_app_id": "A0TASKJ01",
-                "response_url": "http://127.0.0.1:9/commands/1",
-                "trigger_id": "13345224609.73.x",
-            }
-        ).encode()
-        return await self.send(body, "application/x-www-form-urlencoded")
+        return await self.post(SLACK.slash_command(user=user, channel=channel, text=text))
 
     async def event(self, event: dict[str, Any]) -> tuple[int, str]:
-        body = json.dumps(
-            {
-                "token": "legacy",
-                "team_id": TEAM,
-                "api_app_id": "A0TASKJ01",
-                "event": event,
-                "type": "event_callback",
-                "event_id": "Ev0001",
-                "event_time": int(time.time()),
-            }
-        ).encode()
-        return await self.send(body, "application/json")
+        return await self.post(SLACK.event_callback(event))
 
 
 def block_action(message: dict[str, Any], element: dict[str, Any], user: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "team": {"id": TEAM, "domain": "acme"},
-        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-        "api_app_id": "A0TASKJ01",
-        "token": "legacy",
-        "container": {
-            "type": "message",
-            "message_ts": message["ts"],
-            "channel_id": message["channel"],
-            "is_ephemeral": False,
-        },
-        "trigger_id": "13345224609.73.trigger",
-        "channel": {"id": message["channel"], "name": "directmessage"},
-        "message": {"ts": message["ts"], "text": message["text"], "blocks": message["blocks"]},
-        "response_url": "http://127.0.0.1:9/actions/1",
-        "actions": [
-            {
-                "action_id": element["action_id"],
-                "block_id": "b",
-                "value": element.get("value", ""),
-                "type": "button",
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
+    return SLACK.block_actions_payload(
+        user=user, action_id=element["action_id"], value=element.get("value", ""), message=message
+    )
 
 
 def view_submission(view: dict[str, Any], user: str, reason: str | None) -> dict[str, Any]:
-    return {
-        "type": "view_submission",
-        "team": {"id": TEAM, "domain": "acme"},
-        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-        "api_app_id": "A0TASKJ01",
-        "token": "legacy",
-        "trigger_id": "13345224609.73.trigger2",
-        "view": view
-        | {
-            "state": {
-                "values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
-            }
-        },
-    }
-
-
-def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
-    """The element of a message's actions block with `action_id`."""
-    element: dict[str, Any] = next(
-        e
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == action_id
-    )
-    return element
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        e["action_id"]
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if "url" not in e
-    ]
+    return SLACK.view_submission_payload(user=user, view=view, reason=reason)
 
 
 def text_of(message: dict[str, Any]) -> str:

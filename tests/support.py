@@ -225,12 +225,16 @@ def service_env(database_url: str, callback_url: str, port: int, **extra: str) -
 
 @dataclass
 class ServiceProcess:
-    """A real `taskjuice-bot serve` (or `worker`) child process."""
+    """A real `taskjuice-bot serve` (or `worker`) child process, or another module's
+    (`module`) that answers `ready_path` once it is up."""
 
     env: dict[str, str]
     log_path: Path
     command: tuple[str, ...] = ("serve",)
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "bot.runtime.cli"
+    ready_path: str = "/readyz"
+    cwd: Path | None = None  # the log's folder by default
 
     @property
     def base_url(self) -> str:
@@ -239,8 +243,8 @@ class ServiceProcess:
     async def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.runtime.cli", *self.command],
-            cwd=self.log_path.parent,
+            [sys.executable, "-m", self.module, *self.command],
+            cwd=self.cwd or self.log_path.parent,
             env=self.env,
             stdout=log,
             stderr=log,
@@ -252,7 +256,7 @@ class ServiceProcess:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"service exited: {self.log_path.read_text()[-2000:]}")
                 try:
-                    async with session.get(self.base_url + "/readyz") as response:
+                    async with session.get(self.base_url + self.ready_path) as response:
                         return response.status == 200
                 except OSError:
                     return False

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bot.runtime.config import SETTINGS_HELP
+from tests.support import ROOT
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+README = (ROOT / "README.md").read_text()
+CI = (ROOT / ".ci" / "run").read_text()
 
 
 def test_readme_documents_every_setting() -> None:

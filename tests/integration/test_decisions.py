@@ -11,30 +11,22 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bench.harness import CLICKER, pending_tasks
-from bot import approvals
 from bot.decisions import DecisionResult, Verdict, cancel, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.errors import NotFound
 from bot.platform.callbacks import callback_body
-from bot.platform.validation import parse_new_approval
 from bot.runtime.metrics import Metrics
 from bot.timeouts import Sweeper
+from store import seed, statistics
 from store import slack as slack_store
-from store import statistics
 from store.database import create_pool
-from tests.conftest import approval_body
+from tests.conftest import TaskFactory
 from tests.support import eventually, move_deadline, statement_plans, unbounded_scans
 
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
 OPS = Actor(email="ops@acme.test")
-
-
-async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
-    new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
-    view, _ = await approvals.create(pool, new)
-    return UUID(view["id"])
+CLICKER = "U0LOAD0001"
 
 
 async def known_to_slack(pool: asyncpg.Pool, actor: Actor, email: str) -> None:
@@ -57,8 +49,10 @@ async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]
         return list(await conn.fetch(sql, *args))
 
 
-async def test_an_approver_approves_and_the_callback_is_queued(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_an_approver_approves_and_the_callback_is_queued(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     result = await decide(
         pool,
         task_id=task_id,
@@ -76,8 +70,10 @@ async def test_an_approver_approves_and_the_callback_is_queued(pool: asyncpg.Poo
     assert callback["message_id"] == result.webhook_id
 
 
-async def test_a_slack_approver_is_recognised_by_user_id(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_a_slack_approver_is_recognised_by_user_id(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     result = await decide(
         pool,
         task_id=task_id,
@@ -90,8 +86,8 @@ async def test_a_slack_approver_is_recognised_by_user_id(pool: asyncpg.Pool) -> 
     assert result.decision is not None and result.decision.reason == "wrong customer"
 
 
-async def test_email_matching_ignores_case(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_email_matching_ignores_case(pool: asyncpg.Pool, task_factory: TaskFactory) -> None:
+    task_id = await task_factory.stored()
     result = await decide(
         pool,
         task_id=task_id,
@@ -102,8 +98,10 @@ async def test_email_matching_ignores_case(pool: asyncpg.Pool) -> None:
     assert result.verdict is Verdict.DECIDED
 
 
-async def test_a_non_approver_changes_nothing(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_a_non_approver_changes_nothing(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     for actor in (Actor(email="mallory@evil.test"), Actor(slack_user_id="U999"), Actor()):
         result = await decide(
             pool, task_id=task_id, actor=actor, outcome=Outcome.APPROVE, via=Channel.SLACK
@@ -113,9 +111,11 @@ async def test_a_non_approver_changes_nothing(pool: asyncpg.Pool) -> None:
     assert await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'") == []
 
 
-async def test_the_requester_may_not_approve_their_own_request(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(
-        pool, approvers=[{"email": "ops@acme.test"}, {"email": "dana@acme.test"}]
+async def test_the_requester_may_not_approve_their_own_request(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored(
+        approvers=[{"email": "ops@acme.test"}, {"email": "dana@acme.test"}]
     )
     refused = await decide(
         pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
@@ -126,17 +126,23 @@ async def test_the_requester_may_not_approve_their_own_request(pool: asyncpg.Poo
     assert denied.verdict is Verdict.DECIDED and denied.task.status is TaskStatus.DENIED
 
 
-async def test_self_approval_when_the_request_allows_it(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool, approvers=[{"email": "ops@acme.test"}], allow_self_approval=True)
+async def test_self_approval_when_the_request_allows_it(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored(
+        approvers=[{"email": "ops@acme.test"}], allow_self_approval=True
+    )
     result = await decide(
         pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
     )
     assert result.verdict is Verdict.DECIDED
 
 
-async def test_a_quorum_of_two_needs_two_distinct_approvers(pool: asyncpg.Pool) -> None:
+async def test_a_quorum_of_two_needs_two_distinct_approvers(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
     await known_to_slack(pool, LEE, "lee@acme.test")
-    task_id = await new_task(pool, required_approvals=2)
+    task_id = await task_factory.stored(required_approvals=2)
     first = await decide(
         pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
     )
@@ -157,15 +163,19 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(pool: asyncpg.Pool) 
     assert body["data"]["decided_by"]["slack_user_id"] == "U024BE7LH"
 
 
-async def test_one_deny_denies_even_after_an_approval(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool, required_approvals=2)
+async def test_one_deny_denies_even_after_an_approval(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored(required_approvals=2)
     await decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK)
     result = await decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.DENY, via=Channel.SLACK)
     assert result.task.status is TaskStatus.DENIED
 
 
-async def test_deciding_a_finished_task_reports_who_already_decided(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_deciding_a_finished_task_reports_who_already_decided(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     await decide(
         pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.EMAIL_REPLY
     )
@@ -178,8 +188,10 @@ async def test_deciding_a_finished_task_reports_who_already_decided(pool: asyncp
     assert len(await rows(pool, "SELECT * FROM decisions")) == 1
 
 
-async def test_a_stale_message_decides_nothing(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_a_stale_message_decides_nothing(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     for kwargs in ({"content_hash": "something-else"}, {"tier": 1}):
         result = await decide(
             pool,
@@ -193,9 +205,11 @@ async def test_a_stale_message_decides_nothing(pool: asyncpg.Pool) -> None:
     assert await rows(pool, "SELECT * FROM decisions") == []
 
 
-async def test_fifty_concurrent_decisions_have_exactly_one_outcome(pool: asyncpg.Pool) -> None:
+async def test_fifty_concurrent_decisions_have_exactly_one_outcome(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
     approvers = [{"email": f"approver{i}@acme.test"} for i in range(50)]
-    task_id = await new_task(pool, approvers=approvers)
+    task_id = await task_factory.stored(approvers=approvers)
     results = await asyncio.gather(
         *[
             decide(
@@ -218,8 +232,10 @@ async def test_fifty_concurrent_decisions_have_exactly_one_outcome(pool: asyncpg
     assert task["final_decision_id"] == winners[0].decision.id  # type: ignore[union-attr]
 
 
-async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_cancel_then_decide_reports_the_cancellation(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     cancelled = await cancel(pool, task_id, reason="run cancelled")
     assert cancelled.verdict is Verdict.DECIDED
     late = await decide(
@@ -233,11 +249,11 @@ async def test_cancel_then_decide_reports_the_cancellation(pool: asyncpg.Pool) -
 
 
 async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     await known_to_slack(pool, LEE, "lee@acme.test")
     for _ in range(15):
-        task_id = await new_task(pool, required_approvals=2)
+        task_id = await task_factory.stored(required_approvals=2)
         results = await asyncio.gather(
             decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK),
             decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.APPROVE, via=Channel.SLACK),
@@ -248,13 +264,13 @@ async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
 
 
 async def test_a_storm_of_votes_counts_each_approver_once_and_ends_the_task_once(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     # Twenty approvers, each clicking twice at once, for a quorum of twenty: most writes lose
     # a race at least once, and some run out of optimistic attempts and take the row lock.
     people = [f"voter{i}@acme.test" for i in range(20)]
-    task_id = await new_task(
-        pool, approvers=[{"email": p} for p in people], required_approvals=len(people)
+    task_id = await task_factory.stored(
+        approvers=[{"email": p} for p in people], required_approvals=len(people)
     )
     results = await asyncio.gather(
         *[
@@ -275,17 +291,17 @@ async def test_a_storm_of_votes_counts_each_approver_once_and_ends_the_task_once
 
 
 async def test_decisions_arriving_together_are_written_together_and_judged_each_alone(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     metrics = Metrics()
     await known_to_slack(pool, LEE, "lee@acme.test")
-    plain = [await new_task(pool, run_id=f"run_{n}") for n in range(30)]
-    by_slack_id = await new_task(pool)
-    not_theirs = await new_task(pool)
-    changed = await new_task(pool)
-    overdue = await new_task(pool)
-    two_needed = await new_task(pool, required_approvals=2)
-    clicked_twice = await new_task(pool)
+    plain = [await task_factory.stored(run_id=f"run_{n}") for n in range(30)]
+    by_slack_id = await task_factory.stored()
+    not_theirs = await task_factory.stored()
+    changed = await task_factory.stored()
+    overdue = await task_factory.stored()
+    two_needed = await task_factory.stored(required_approvals=2)
+    clicked_twice = await task_factory.stored()
     async with pool.acquire() as conn:
         await move_deadline(conn, overdue, -1)
     missing = UUID(int=7)
@@ -362,11 +378,11 @@ async def test_decisions_arriving_together_are_written_together_and_judged_each_
 
 
 async def test_two_replicas_deciding_the_same_tasks_at_once_end_each_task_once(
-    pool: asyncpg.Pool, database_url: str
+    pool: asyncpg.Pool, database_url: str, task_factory: TaskFactory
 ) -> None:
     other = await create_pool(database_url)
     try:
-        tasks = [await new_task(pool, run_id=f"run_{n}") for n in range(40)]
+        tasks = [await task_factory.stored(run_id=f"run_{n}") for n in range(40)]
         results = await asyncio.gather(
             *[
                 decide(
@@ -396,10 +412,10 @@ async def test_two_replicas_deciding_the_same_tasks_at_once_end_each_task_once(
 
 
 async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
-    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture, task_factory: TaskFactory
 ) -> None:
-    good = [await new_task(pool, run_id=f"run_{n}") for n in range(10)]
-    broken = await new_task(pool, run_id="run_broken")
+    good = [await task_factory.stored(run_id=f"run_{n}") for n in range(10)]
+    broken = await task_factory.stored(run_id="run_broken")
     async with pool.acquire() as conn:  # a row no version of the bot could have written
         await conn.execute(
             "UPDATE tasks SET requested_by = '{\"unheard_of\": 1}' WHERE id = $1", broken
@@ -415,7 +431,7 @@ async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
     assert isinstance(results[10], TypeError)  # reaches its own caller (a 500 there), no other
     assert "decision batch failed" in caplog.text
     assert len(await rows(pool, "SELECT * FROM decisions")) == 10
-    later = await new_task(pool, run_id="run_later")
+    later = await task_factory.stored(run_id="run_later")
     result = await decide(pool, task_id=later, actor=DANA, outcome=Outcome.DENY, via=Channel.SLACK)
     assert result.verdict is Verdict.DECIDED
 
@@ -446,7 +462,8 @@ async def _decide_after_a_sudden_growth(
                 "; ".join(f"ALTER TABLE {t} SET (autovacuum_enabled = off)" for t in grown)
             )
             held = cast(asyncpg.Pool, _Held(conn))
-            for task_id in await pending_tasks(conn, 8):  # more runs than a plan is kept after
+            # More runs than a plan is kept after.
+            for task_id in await seed.pending_tasks(conn, 8, approver=CLICKER):
                 early = await decide(
                     held,
                     task_id=UUID(task_id),
@@ -455,7 +472,7 @@ async def _decide_after_a_sudden_growth(
                     via=Channel.SLACK,
                 )
                 assert early.verdict is Verdict.DECIDED
-            many = await pending_tasks(conn, 3000)
+            many = await seed.pending_tasks(conn, 3000, approver=CLICKER)
             # Votes on the other tasks arrive as fast (only their number matters here).
             await conn.execute(
                 "INSERT INTO decisions (task_id, tier, approver_id, action, via)"

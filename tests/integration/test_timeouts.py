@@ -14,17 +14,15 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bench.workload import insert_overdue_tasks
-from bot import approvals
 from bot.decisions import Verdict, decide
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.platform.callbacks import callback_body
-from bot.platform.validation import parse_new_approval
 from bot.runtime.metrics import Metrics
 from bot.timeouts import Sweeper
 from store import sweep
 from store.migrate import apply_migrations
-from tests.conftest import Service, approval_body
+from store.seed import insert_overdue_tasks
+from tests.conftest import Service, TaskFactory
 from tests.support import (
     CallbackReceiver,
     ServiceProcess,
@@ -45,16 +43,10 @@ def callbacks_of(receiver: CallbackReceiver, task_id: str) -> list[dict[str, Any
     return [a.json for a in receiver.delivered if a.json["data"]["id"] == task_id]
 
 
-async def create(service: Service, **changes: Any) -> dict[str, Any]:
-    status, task = await service.request("POST", "/api/v1/approvals", json=approval_body(**changes))
-    assert status == 201, task
-    return dict(task)
-
-
 async def test_deny_policy_expires_the_task_and_denies(
-    service: Service, receiver: CallbackReceiver
+    service: Service, receiver: CallbackReceiver, task_factory: TaskFactory
 ) -> None:
-    task = await create(service, expires_in=1)
+    task = await task_factory(expires_in=1)
     [callback] = await eventually(lambda: callbacks_of(receiver, task["id"]), what="expiry")
     assert callback["type"] == "approval.expired"
     data = callback["data"]
@@ -66,11 +58,9 @@ async def test_deny_policy_expires_the_task_and_denies(
 
 
 async def test_proceed_policy_expires_the_task_and_lets_it_through(
-    service: Service, receiver: CallbackReceiver
+    service: Service, receiver: CallbackReceiver, task_factory: TaskFactory
 ) -> None:
-    task = await create(
-        service, expires_in=1, timeout_policy="proceed", reversibility="recoverable"
-    )
+    task = await task_factory(expires_in=1, timeout_policy="proceed", reversibility="recoverable")
     [callback] = await eventually(lambda: callbacks_of(receiver, task["id"]), what="expiry")
     assert callback["type"] == "approval.expired"
     assert (callback["data"]["status"], callback["data"]["resolution"]) == ("expired", "proceed")
@@ -79,10 +69,9 @@ async def test_proceed_policy_expires_the_task_and_lets_it_through(
 
 
 async def test_escalation_hands_the_task_to_the_next_tier(
-    service: Service, receiver: CallbackReceiver, pool: asyncpg.Pool
+    service: Service, receiver: CallbackReceiver, pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
-    task = await create(
-        service,
+    task = await task_factory(
         expires_in=1,
         timeout_policy="escalate",
         escalation=[{"approvers": [CFO], "expires_in": 600}],
@@ -129,9 +118,10 @@ async def test_escalation_hands_the_task_to_the_next_tier(
     ]
 
 
-async def test_a_two_tier_chain_ends_in_deny(service: Service, receiver: CallbackReceiver) -> None:
-    task = await create(
-        service,
+async def test_a_two_tier_chain_ends_in_deny(
+    service: Service, receiver: CallbackReceiver, task_factory: TaskFactory
+) -> None:
+    task = await task_factory(
         expires_in=1,
         timeout_policy="escalate",
         escalation=[{"approvers": [CFO], "expires_in": 1}, {"approvers": [CEO], "expires_in": 1}],
@@ -155,19 +145,15 @@ async def test_a_two_tier_chain_ends_in_deny(service: Service, receiver: Callbac
     assert [d["action"] for d in view["decisions"]] == ["escalate", "escalate", "expire"]
 
 
-async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
-    new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
-    view, _ = await approvals.create(pool, new)
-    return UUID(view["id"])
-
-
 async def make_overdue(pool: asyncpg.Pool, task_id: UUID) -> None:
     async with pool.acquire() as conn:
         await move_deadline(conn, task_id, -0.001)
 
 
-async def test_a_click_after_the_deadline_meets_the_expired_task(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(pool)
+async def test_a_click_after_the_deadline_meets_the_expired_task(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored()
     await make_overdue(pool, task_id)  # no sweeper runs in this test
     result = await decide(
         pool,
@@ -181,11 +167,13 @@ async def test_a_click_after_the_deadline_meets_the_expired_task(pool: asyncpg.P
     assert result.decision is not None and result.decision.via is Channel.TIMEOUT
 
 
-async def test_a_decision_racing_its_expiry_has_one_outcome(pool: asyncpg.Pool) -> None:
+async def test_a_decision_racing_its_expiry_has_one_outcome(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
     sweeper = Sweeper(pool=pool, metrics=Metrics(), batch=50)
     outcomes: Counter[str] = Counter()
     for round_ in range(40):
-        task_id = await new_task(pool)
+        task_id = await task_factory.stored()
         async with pool.acquire() as conn:
             await move_deadline(conn, task_id, (round_ % 8) / 1000)
 
@@ -330,10 +318,10 @@ async def test_three_sweeping_processes_end_every_task_exactly_once(
 
 
 async def test_an_escalation_callback_names_the_new_tier_and_its_expiry(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
-    task_id = await new_task(
-        pool, timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 900}]
+    task_id = await task_factory.stored(
+        timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 900}]
     )
     await make_overdue(pool, task_id)
     await Sweeper(pool=pool, metrics=Metrics()).sweep_once()
@@ -351,9 +339,11 @@ async def test_an_escalation_callback_names_the_new_tier_and_its_expiry(
     assert body == await callback_body(pool, payload)  # every retry sends the same body
 
 
-async def test_reminders_are_sent_once_before_expiry(pool: asyncpg.Pool) -> None:
-    reminded = await new_task(pool, expires_in=600, remind_before=599)
-    silent = await new_task(pool, expires_in=600, remind_before=None)
+async def test_reminders_are_sent_once_before_expiry(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    reminded = await task_factory.stored(expires_in=600, remind_before=599)
+    silent = await task_factory.stored(expires_in=600, remind_before=None)
     sweeper = Sweeper(pool=pool, metrics=Metrics())
 
     async def reminders() -> list[dict[str, Any]]:
@@ -390,9 +380,10 @@ async def test_default_reminder_time(pool: asyncpg.Pool) -> None:
             assert value == expected, (window, before, default)
 
 
-async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(
-        pool,
+async def test_escalation_schedules_the_next_tiers_reminder(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored(
         timeout_policy="escalate",
         remind_before=None,
         escalation=[{"approvers": [CFO], "expires_in": 3600}],
@@ -404,8 +395,8 @@ async def test_escalation_schedules_the_next_tiers_reminder(pool: asyncpg.Pool) 
             "SELECT tier, remind_at, expires_at FROM task_timers WHERE task_id = $1", task_id
         )
     assert row["tier"] == 1 and row["remind_at"] is None  # remind_before: null means none
-    task_id = await new_task(
-        pool, timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 3600}]
+    task_id = await task_factory.stored(
+        timeout_policy="escalate", escalation=[{"approvers": [CFO], "expires_in": 3600}]
     )
     await make_overdue(pool, task_id)
     await Sweeper(pool=pool, metrics=Metrics()).sweep_once()

@@ -13,14 +13,8 @@ import pytest
 from bot.devkit.mail_catcher import CaughtMail, MailCatcher
 from bot.links.tokens import LinkSigner
 from bot.runtime.logs import quiet_libraries
-from tests.conftest import REPLY_DOMAIN, Service, approval_body
+from tests.conftest import REPLY_DOMAIN, Service, TaskFactory
 from tests.support import eventually, move_deadline
-
-
-async def request(service: Service, **changes: Any) -> dict[str, Any]:
-    status, task = await service.request("POST", "/api/v1/approvals", json=approval_body(**changes))
-    assert status == 201, task
-    return dict(task)
 
 
 async def mail_to(catcher: MailCatcher, address: str, count: int = 1) -> CaughtMail:
@@ -49,10 +43,9 @@ async def status_of(service: Service, task_id: str) -> dict[str, Any]:
 
 
 async def test_each_approver_gets_a_request_mail(
-    mail_service: Service, catcher: MailCatcher
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
 ) -> None:
-    task = await request(
-        mail_service,
+    task = await task_factory(
         reversibility="recoverable",
         details={"amount": "4000.00", "note": "<b>VIP</b> & co"},
     )
@@ -87,18 +80,18 @@ async def test_each_approver_gets_a_request_mail(
 
 
 async def test_irreversible_mail_says_approval_by_reply_is_not_possible(
-    mail_service: Service, catcher: MailCatcher
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
 ) -> None:
-    await request(mail_service)
+    await task_factory()
     text = (await mail_to(catcher, "dana@acme.test")).text()
     assert "cannot be undone" in text and "is not possible" in text
 
 
 async def test_smtp_down_then_back_delivers_every_mail_once(
-    mail_service: Service, catcher: MailCatcher
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
 ) -> None:
     await catcher.stop()
-    await request(mail_service, approvers=[{"email": "dana@acme.test"}])
+    await task_factory(approvers=[{"email": "dana@acme.test"}])
 
     async def retrying() -> bool:
         _, page = await mail_service.request("GET", "/api/v1/outbox?status=pending")
@@ -120,9 +113,9 @@ async def test_smtp_down_then_back_delivers_every_mail_once(
 
 
 async def test_scanners_opening_links_decide_nothing_then_a_person_decides_once(
-    mail_service: Service, catcher: MailCatcher, receiver: Any
+    mail_service: Service, catcher: MailCatcher, receiver: Any, task_factory: TaskFactory
 ) -> None:
-    task = await request(mail_service, reversibility="recoverable")
+    task = await task_factory(reversibility="recoverable")
     mail = await mail_to(catcher, "dana@acme.test")
     approve, deny = link_of(mail, "approve"), link_of(mail, "deny")
     for url in (approve, deny, approve + "?do=approve", deny + "?do=deny"):
@@ -149,9 +142,9 @@ async def test_scanners_opening_links_decide_nothing_then_a_person_decides_once(
 
 
 async def test_irreversible_approval_needs_the_typed_word(
-    mail_service: Service, catcher: MailCatcher
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
 ) -> None:
-    task = await request(mail_service)
+    task = await task_factory()
     url = link_of(await mail_to(catcher, "dana@acme.test"))
     _, page, _ = await fetch(url)
     word = re.search(r'<span class="word">(\w+)</span>', page).group(1)  # type: ignore[union-attr]
@@ -171,9 +164,9 @@ async def test_irreversible_approval_needs_the_typed_word(
 
 
 async def test_deny_from_a_link_records_the_reason(
-    mail_service: Service, catcher: MailCatcher, receiver: Any
+    mail_service: Service, catcher: MailCatcher, receiver: Any, task_factory: TaskFactory
 ) -> None:
-    task = await request(mail_service)
+    task = await task_factory()
     url = link_of(await mail_to(catcher, "dana@acme.test"), "deny")
     _, page, _ = await fetch(url)
     status, done, _ = await fetch(
@@ -193,9 +186,9 @@ async def test_deny_from_a_link_records_the_reason(
     ],
 )
 async def test_cross_site_posts_are_refused(
-    mail_service: Service, catcher: MailCatcher, headers: dict[str, str]
+    mail_service: Service, catcher: MailCatcher, headers: dict[str, str], task_factory: TaskFactory
 ) -> None:
-    task = await request(mail_service, reversibility="safe")
+    task = await task_factory(reversibility="safe")
     url = link_of(await mail_to(catcher, "dana@acme.test"))
     _, page, _ = await fetch(url)
     status, _, _ = await fetch(
@@ -206,9 +199,9 @@ async def test_cross_site_posts_are_refused(
 
 
 async def test_a_post_without_the_pages_nonce_decides_nothing(
-    mail_service: Service, catcher: MailCatcher
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
 ) -> None:
-    task = await request(mail_service, reversibility="safe")
+    task = await task_factory(reversibility="safe")
     url = link_of(await mail_to(catcher, "dana@acme.test"))
     for form in (
         {"decision": "approve"},
@@ -222,9 +215,9 @@ async def test_a_post_without_the_pages_nonce_decides_nothing(
 
 @pytest.mark.parametrize("mangle", ["tamper", "truncate", "garbage"])
 async def test_tampered_links_get_a_clear_404_page(
-    mail_service: Service, catcher: MailCatcher, mangle: str
+    mail_service: Service, catcher: MailCatcher, mangle: str, task_factory: TaskFactory
 ) -> None:
-    await request(mail_service)
+    await task_factory()
     url = link_of(await mail_to(catcher, "dana@acme.test"))
     bad = {
         "tamper": url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB"),
@@ -237,24 +230,23 @@ async def test_tampered_links_get_a_clear_404_page(
 
 
 async def test_expired_superseded_and_changed_links_explain_themselves(
-    mail_service: Service, catcher: MailCatcher, pool: asyncpg.Pool
+    mail_service: Service, catcher: MailCatcher, pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
-    expired = await request(mail_service, run_id="r-expired")
+    expired = await task_factory(run_id="r-expired")
     url = link_of(await mail_to(catcher, "dana@acme.test", 1))
     async with pool.acquire() as conn:
         await move_deadline(conn, expired["id"], 0)
     status, page, _ = await fetch(url)
     assert status == 410 and "expire" in page
 
-    await request(mail_service, run_id="r-changed", reversibility="safe")
+    await task_factory(run_id="r-changed", reversibility="safe")
     url = link_of(await mail_to(catcher, "dana@acme.test", 2))
     async with pool.acquire() as conn:
         await conn.execute("UPDATE tasks SET content_hash = 'changed' WHERE run_id = 'r-changed'")
     status, page, _ = await fetch(url)
     assert status == 410 and "changed after this email was sent" in page
 
-    await request(
-        mail_service,
+    await task_factory(
         run_id="r-escalated",
         expires_in=1,
         timeout_policy="escalate",
@@ -268,11 +260,14 @@ async def test_expired_superseded_and_changed_links_explain_themselves(
 
 
 async def test_tokens_never_reach_the_logs(
-    mail_service: Service, catcher: MailCatcher, caplog: pytest.LogCaptureFixture
+    mail_service: Service,
+    catcher: MailCatcher,
+    caplog: pytest.LogCaptureFixture,
+    task_factory: TaskFactory,
 ) -> None:
     quiet_libraries()  # as configure_logging() does in the service
     caplog.set_level(logging.DEBUG)
-    await request(mail_service, reversibility="safe")
+    await task_factory(reversibility="safe")
     url = link_of(await mail_to(catcher, "dana@acme.test"))
     token = url.rsplit("/", 1)[1]
     _, page, _ = await fetch(url)
@@ -292,10 +287,10 @@ def test_link_keys_rotate_oldest_first() -> None:
     assert rotated.nonce_ok(42, rotated.nonce(42)) and not rotated.nonce_ok(43, rotated.nonce(42))
 
 
-async def test_a_reminder_mail_is_sent_once(mail_service: Service, catcher: MailCatcher) -> None:
-    await request(
-        mail_service, approvers=[{"email": "dana@acme.test"}], expires_in=600, remind_before=599
-    )
+async def test_a_reminder_mail_is_sent_once(
+    mail_service: Service, catcher: MailCatcher, task_factory: TaskFactory
+) -> None:
+    await task_factory(approvers=[{"email": "dana@acme.test"}], expires_in=600, remind_before=599)
     second = await mail_to(catcher, "dana@acme.test", 2)
     assert second.message["Subject"].startswith("Reminder: approval still needed")
     assert link_of(second) == link_of(catcher.to("dana@acme.test")[0])  # the same link

@@ -9,11 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devkit.mail_catcher import MailCatcher
 from bot.mail.replies import Reading, parse, reading_of
 from bot.mail.reply_text import own_blocks
-from tests.conftest import Service
-from tests.test_email_replies import post_raw, reply, request, status_of
 
 QUOTE = "> Approval needed: Refund $4,000\n> Reply approve or deny.\n> Approve | Deny\n"
 
@@ -85,16 +82,6 @@ def test_html_bottom_posting_reads_below_the_blockquote() -> None:
 )
 def test_both_neither_or_only_the_original_is_ambiguous(text: str) -> None:
     assert _plain(text) is Reading.AMBIGUOUS
-
-
-async def test_a_bottom_posted_reply_decides_through_the_webhook(
-    mail_service: Service, catcher: MailCatcher
-) -> None:
-    task_id, mail = await request(mail_service, catcher)
-    text = BOTTOM_POSTED["gmail"].replace("\n", "\r\n").replace("Approved", "Denied")
-    status, body = await post_raw(mail_service, reply(mail, text))
-    assert (status, body) == (200, {"outcome": "decided"})
-    assert (await status_of(mail_service, task_id))["status"] == "denied"
 
 
 _PIECES = st.sampled_from(

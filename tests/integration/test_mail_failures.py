@@ -17,8 +17,7 @@ import pytest
 from bot.devkit.mail_catcher import MailCatcher
 from bot.mail.reply_worker import ReadTooLong, ReplyReaders
 from tests.conftest import MAILGUN_KEY, Service
-from tests.support import eventually
-from tests.test_email_replies import (
+from tests.integration.test_email_replies import (
     _listener_port,
     _mailgun_form,
     post_raw,
@@ -26,6 +25,7 @@ from tests.test_email_replies import (
     request,
     status_of,
 )
+from tests.support import eventually
 
 MAILGUN = "/email/inbound/mailgun/mime"
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-MANIFEST = (Path(__file__).resolve().parent.parent / "manifest.yml").read_text()
+from tests.support import ROOT
+
+MANIFEST = (ROOT / "manifest.yml").read_text()
 
 
 def test_manifest_has_the_scopes_features_and_endpoints_the_bot_needs() -> None:

@@ -18,7 +18,7 @@ from bot.errors import ValidationFailed
 from bot.platform.validation import parse_new_approval
 from bot.wording import PLAIN, explain
 from store import slack as slack_store
-from tests.conftest import Service, approval_body
+from tests.conftest import Service, TaskFactory, approval_body
 from tests.slack_support import CFO, OPS, TEAM, SlackUserAgent
 from tests.support import eventually
 
@@ -35,12 +35,6 @@ async def directory(pool: asyncpg.Pool, slack: SlackApiDouble) -> AsyncIterator[
     people.attach(people.SlackDirectory(client=client, pool=pool))
     yield
     people.detach(pool)
-
-
-async def new_task(pool: asyncpg.Pool, **changes: Any) -> UUID:
-    new = parse_new_approval(approval_body(**changes), allow_proceed_irreversible=False)
-    view, _ = await approvals.create(pool, new)
-    return UUID(view["id"])
 
 
 async def cache(pool: asyncpg.Pool, user: str, email: str) -> None:
@@ -62,9 +56,13 @@ CFO_TWICE = [{"slack_user_id": CFO}, {"email": "cfo@acme.test"}, {"email": "dana
 
 @pytest.mark.parametrize("first", ["slack", "link"])
 async def test_a_slack_click_and_a_link_of_one_person_fill_no_quorum_of_two(
-    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None, first: str
+    pool: asyncpg.Pool,
+    slack: SlackApiDouble,
+    directory: None,
+    first: str,
+    task_factory: TaskFactory,
 ) -> None:
-    task_id = await new_task(pool, approvers=CFO_TWICE, required_approvals=2)
+    task_id = await task_factory.stored(approvers=CFO_TWICE, required_approvals=2)
     order = [(CFO_BY_SLACK, Channel.SLACK), (CFO_BY_EMAIL, Channel.EMAIL_LINK)]
     if first == "link":
         order.reverse()
@@ -82,9 +80,9 @@ async def test_a_slack_click_and_a_link_of_one_person_fill_no_quorum_of_two(
 
 
 async def test_the_cache_alone_tells_the_two_names_apart_without_asking_slack(
-    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None
+    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None, task_factory: TaskFactory
 ) -> None:
-    task_id = await new_task(pool, approvers=CFO_TWICE, required_approvals=2)
+    task_id = await task_factory.stored(approvers=CFO_TWICE, required_approvals=2)
     await vote(pool, task_id, CFO_BY_EMAIL, Channel.EMAIL_LINK)
     await cache(pool, CFO, "cfo@acme.test")
     again = await vote(pool, task_id, CFO_BY_SLACK, Channel.SLACK)
@@ -94,10 +92,13 @@ async def test_the_cache_alone_tells_the_two_names_apart_without_asking_slack(
 
 @pytest.mark.parametrize("known_by", ["cache", "slack"])
 async def test_a_requester_named_by_slack_id_cannot_approve_by_email_link(
-    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None, known_by: str
+    pool: asyncpg.Pool,
+    slack: SlackApiDouble,
+    directory: None,
+    known_by: str,
+    task_factory: TaskFactory,
 ) -> None:
-    task_id = await new_task(
-        pool,
+    task_id = await task_factory.stored(
         requested_by={"slack_user_id": OPS},
         approvers=[{"email": "ops@acme.test"}, {"email": "dana@acme.test"}],
     )
@@ -110,10 +111,9 @@ async def test_a_requester_named_by_slack_id_cannot_approve_by_email_link(
 
 
 async def test_a_requester_named_by_email_cannot_approve_by_slack_click(
-    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None
+    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None, task_factory: TaskFactory
 ) -> None:
-    task_id = await new_task(
-        pool,
+    task_id = await task_factory.stored(
         requested_by={"email": "ops@acme.test"},
         approvers=[{"slack_user_id": OPS}, {"email": "dana@acme.test"}],
     )
@@ -130,9 +130,13 @@ async def test_a_requester_named_by_email_cannot_approve_by_slack_click(
     "fault", [Fault(kind="http", times=9), Fault(kind="error", times=9, error="ratelimited")]
 )
 async def test_a_failed_slack_lookup_does_not_let_one_person_vote_twice(
-    pool: asyncpg.Pool, slack: SlackApiDouble, directory: None, fault: Fault
+    pool: asyncpg.Pool,
+    slack: SlackApiDouble,
+    directory: None,
+    fault: Fault,
+    task_factory: TaskFactory,
 ) -> None:
-    task_id = await new_task(pool, approvers=CFO_TWICE, required_approvals=2)
+    task_id = await task_factory.stored(approvers=CFO_TWICE, required_approvals=2)
     await vote(pool, task_id, CFO_BY_EMAIL, Channel.EMAIL_LINK)
     slack.fail("users.info", fault)
     slack.fail("users.lookupByEmail", fault)
@@ -146,18 +150,20 @@ async def test_a_failed_slack_lookup_does_not_let_one_person_vote_twice(
 
 
 async def test_without_slack_a_person_the_cache_cannot_place_is_not_counted(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
-    task_id = await new_task(pool, approvers=CFO_TWICE, required_approvals=2)
+    task_id = await task_factory.stored(approvers=CFO_TWICE, required_approvals=2)
     await vote(pool, task_id, CFO_BY_EMAIL, Channel.EMAIL_LINK)
     refused = await vote(pool, task_id, CFO_BY_SLACK, Channel.SLACK)
     assert refused.verdict is Verdict.UNRESOLVED
     assert await count(pool, "SELECT count(*) FROM decisions") == 1
 
 
-async def test_email_only_requests_need_no_slack_at_all(pool: asyncpg.Pool) -> None:
-    task_id = await new_task(
-        pool, approvers=[{"email": "dana@acme.test"}, {"email": "cfo@acme.test"}]
+async def test_email_only_requests_need_no_slack_at_all(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    task_id = await task_factory.stored(
+        approvers=[{"email": "dana@acme.test"}, {"email": "cfo@acme.test"}]
     )
     result = await vote(pool, task_id, CFO_BY_EMAIL, Channel.EMAIL_LINK)
     assert result.verdict is Verdict.DECIDED

@@ -19,9 +19,7 @@ from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
 from bot.runtime.config import load_settings
 from tests.conftest import Service, approval_body, mail_settings, start_service
-from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, block_action, button
-from tests.support import CallbackReceiver, eventually, free_port
-from tests.test_email_replies import (
+from tests.integration.test_email_replies import (
     _listener_port,
     _mailgun_form,
     post_raw,
@@ -29,6 +27,8 @@ from tests.test_email_replies import (
     request,
     status_of,
 )
+from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, block_action, button
+from tests.support import CallbackReceiver, eventually, free_port
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from bot.outbox.consequences import Fanout
 from bot.runtime.keys import BACKGROUND_POOL, POOL
 from bot.slack.delivery import SlackChannel
 from store.outbox import OutboxItem
-from tests.conftest import Service, approval_body
+from tests.conftest import Service, TaskFactory
 from tests.slack_support import (
     APPROVALS,
     CFO,
@@ -35,12 +35,6 @@ from tests.slack_support import (
     view_submission,
 )
 from tests.support import CallbackReceiver, eventually, quiet
-
-
-async def request(service: Service, **changes: Any) -> dict[str, Any]:
-    status, task = await service.request("POST", "/api/v1/approvals", json=approval_body(**changes))
-    assert status == 201, task
-    return dict(task)
 
 
 def dm(slack: SlackApiDouble, user: str) -> list[dict[str, Any]]:
@@ -61,9 +55,9 @@ async def settled(slack: SlackApiDouble, check: Any, what: str) -> Any:
 
 
 async def test_each_approver_gets_a_dm_with_the_request(
-    slack_service: Service, slack: SlackApiDouble
+    slack_service: Service, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
-    task = await request(slack_service, details={"amount": "4000.00", "currency": "USD"})
+    task = await task_factory(details={"amount": "4000.00", "currency": "USD"})
     for user in (DANA, LEE):
         message = await first_dm(slack, user)
         assert message["blocks"][0] == {
@@ -101,11 +95,9 @@ async def test_each_approver_gets_a_dm_with_the_request(
 
 
 async def test_a_channel_request_mentions_its_approvers(
-    slack_service: Service, slack: SlackApiDouble
+    slack_service: Service, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
-    await request(
-        slack_service, deliver={"slack": True, "slack_channel": APPROVALS}, reversibility="safe"
-    )
+    await task_factory(deliver={"slack": True, "slack_channel": APPROVALS}, reversibility="safe")
     [message] = await eventually(lambda: slack.messages.get(APPROVALS), what="channel post")
     rendered = text_of(message)
     assert f"<@{DANA}>" in rendered and f"<@{LEE}>" in rendered
@@ -118,8 +110,9 @@ async def test_approve_click_decides_and_updates_every_message(
     slack: SlackApiDouble,
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
     await first_dm(slack, LEE)
     started = time.perf_counter()
@@ -145,8 +138,9 @@ async def test_deny_asks_for_a_reason_in_a_modal(
     slack: SlackApiDouble,
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, LEE)
     status, _ = await slack_user.click(message, "taskjuice_deny", LEE)
     assert status == 200
@@ -168,9 +162,12 @@ async def test_deny_asks_for_a_reason_in_a_modal(
 
 
 async def test_a_late_denial_in_the_modal_is_explained_there(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
-    await request(slack_service)
+    await task_factory()
     lee_message = await first_dm(slack, LEE)
     await slack_user.click(lee_message, "taskjuice_deny", LEE)
     [modal] = await eventually(lambda: slack.views, what="the deny modal")
@@ -186,8 +183,9 @@ async def test_clicks_are_answered_while_background_work_holds_all_its_connectio
     slack: SlackApiDouble,
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
     background = slack_service.app[BACKGROUND_POOL]
     async with contextlib.AsyncExitStack() as held:
@@ -205,9 +203,12 @@ async def test_clicks_are_answered_while_background_work_holds_all_its_connectio
 
 
 async def test_a_quorum_step_updates_the_messages(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service, required_approvals=2)
+    task = await task_factory(required_approvals=2)
     await slack_user.click(await first_dm(slack, DANA), "taskjuice_approve", DANA)
     lee_view = await settled(
         slack, lambda: dm(slack, LEE)[0]["edited"] and dm(slack, LEE)[0], "quorum update"
@@ -240,8 +241,9 @@ async def test_a_refused_click_is_explained_privately_and_changes_nothing(
     changes: dict[str, Any],
     clicker: str,
     expected: str,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service, **changes)
+    task = await task_factory(**changes)
     message = await first_dm(slack, DANA)
     status, _ = await slack_user.click(message, "taskjuice_approve", clicker)
     assert status == 200
@@ -256,8 +258,9 @@ async def test_a_double_click_decides_once(
     slack: SlackApiDouble,
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
     results = await asyncio.gather(
         *[slack_user.click(message, "taskjuice_approve", DANA) for _ in range(3)]
@@ -277,10 +280,12 @@ async def test_a_double_click_decides_once(
 
 
 async def test_a_click_on_a_stale_message_after_escalation_changes_nothing(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(
-        slack_service,
+    task = await task_factory(
         expires_in=1,
         timeout_policy="escalate",
         escalation=[{"approvers": [{"email": "cfo@acme.test"}], "expires_in": 600}],
@@ -303,7 +308,7 @@ async def test_a_click_on_a_stale_message_after_escalation_changes_nothing(
 
 @pytest.mark.parametrize("ending", ["cancel", "expire", "proceed"])
 async def test_every_message_is_updated_when_the_task_ends_otherwise(
-    slack_service: Service, slack: SlackApiDouble, ending: str
+    slack_service: Service, slack: SlackApiDouble, ending: str, task_factory: TaskFactory
 ) -> None:
     changes: dict[str, Any] = {"deliver": {"slack": True}}
     if ending != "cancel":
@@ -312,7 +317,7 @@ async def test_every_message_is_updated_when_the_task_ends_otherwise(
             "timeout_policy": "deny" if ending == "expire" else "proceed",
             "reversibility": "recoverable",
         }
-    task = await request(slack_service, **changes)
+    task = await task_factory(**changes)
     await first_dm(slack, DANA)
     await first_dm(slack, LEE)
     if ending == "cancel":
@@ -336,6 +341,7 @@ async def test_requests_ended_together_update_each_message_once(
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
     ending: str,
+    task_factory: TaskFactory,
 ) -> None:
     # Decisions made at once are written, and their messages refreshed, in batches: each
     # message must still be updated once, and Lee's open App Home follow all of them.
@@ -344,7 +350,7 @@ async def test_requests_ended_together_update_each_message_once(
     )
     changes = {"expires_in": 1, "reversibility": "recoverable"} if ending == "expiry" else {}
     for n in range(6):
-        await request(slack_service, run_id=f"run_{n}", **changes)
+        await task_factory(run_id=f"run_{n}", **changes)
     for user in (DANA, LEE):
         await eventually(lambda u=user: len(dm(slack, u)) == 6, what=f"six DMs to {user}")
     await eventually(
@@ -370,11 +376,13 @@ async def test_requests_ended_together_update_each_message_once(
 
 
 async def test_requests_escalated_together_reach_the_next_tier_once_each(
-    slack_service: Service, slack: SlackApiDouble, receiver: CallbackReceiver
+    slack_service: Service,
+    slack: SlackApiDouble,
+    receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
     for n in range(6):
-        await request(
-            slack_service,
+        await task_factory(
             run_id=f"run_{n}",
             expires_in=1,
             timeout_policy="escalate",
@@ -414,10 +422,9 @@ HOSTILE = "<!channel> <https://evil.test|click here> & <@U0MAL0001>"
 
 
 async def test_platform_text_never_pings_or_links_in_slack(
-    slack_service: Service, slack: SlackApiDouble
+    slack_service: Service, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
-    await request(
-        slack_service,
+    await task_factory(
         summary=HOSTILE,
         step=HOSTILE,
         run_id=HOSTILE,
@@ -434,11 +441,10 @@ async def test_platform_text_never_pings_or_links_in_slack(
 
 
 async def test_huge_fields_are_cut_to_slack_limits(
-    slack_service: Service, slack: SlackApiDouble
+    slack_service: Service, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
     details = {f"k{i}" * 30: "<" * 1900 for i in range(50)}
-    await request(
-        slack_service,
+    await task_factory(
         summary="S" * 1000,
         step="P" * 500,
         details=details,
@@ -456,9 +462,12 @@ async def test_huge_fields_are_cut_to_slack_limits(
 
 
 async def test_forged_or_stale_signatures_are_refused(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
 
     forged = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"}
@@ -514,8 +523,9 @@ async def test_malformed_payloads_decide_nothing_and_never_fail(
     slack_user: SlackUserAgent,
     pool: asyncpg.Pool,
     payload: dict[str, Any],
+    task_factory: TaskFactory,
 ) -> None:
-    await request(slack_service)
+    await task_factory()
     status, _ = await slack_user.interact(payload | {"team": {"id": "T0TASKJ01"}})
     assert status in (200, 400)
 
@@ -524,11 +534,14 @@ async def test_malformed_payloads_decide_nothing_and_never_fail(
 
 
 async def test_a_click_with_junk_in_fields_it_does_not_need_still_counts(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
     # Who clicked which button is intact; where it was clicked is not (a list, a NUL that
     # PostgreSQL cannot store): the decision stands, and nothing fails on the rest.
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
     approve = button(message, "taskjuice_approve")
     payload = block_action(message, approve, DANA)
@@ -546,10 +559,11 @@ async def test_a_click_the_service_fails_on_answers_500_and_decides_nothing(
     slack_user: SlackUserAgent,
     pool: asyncpg.Pool,
     caplog: pytest.LogCaptureFixture,
+    task_factory: TaskFactory,
 ) -> None:
     # The payload is fine; the fault is the service's (a row no version of it could write), so
     # it is not reported as an unreadable payload: Slack shows the person it failed.
-    task = await request(slack_service)
+    task = await task_factory()
     message = await first_dm(slack, DANA)
     async with pool.acquire() as conn:
         await conn.execute(
@@ -567,11 +581,11 @@ async def test_a_click_the_service_fails_on_answers_500_and_decides_nothing(
 
 @pytest.mark.parametrize("kind", ["ratelimited", "http", "drop", "error"])
 async def test_a_failing_post_ends_in_exactly_one_message(
-    slack_service: Service, slack: SlackApiDouble, kind: str
+    slack_service: Service, slack: SlackApiDouble, kind: str, task_factory: TaskFactory
 ) -> None:
     fault = Fault(kind=kind, retry_after=1, status=503, error="internal_error")
     slack.fail("chat.postMessage", fault)
-    await request(slack_service, approvers=[{"email": "dana@acme.test"}])
+    await task_factory(approvers=[{"email": "dana@acme.test"}])
     await first_dm(slack, DANA)
 
     async def delivered() -> bool:
@@ -589,10 +603,10 @@ async def test_a_failing_post_ends_in_exactly_one_message(
 
 
 async def test_an_approver_outside_slack_is_recorded_as_not_delivered(
-    slack_service: Service, slack: SlackApiDouble
+    slack_service: Service, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
-    task = await request(
-        slack_service, approvers=[{"email": "nobody@elsewhere.test"}, {"email": "dana@acme.test"}]
+    task = await task_factory(
+        approvers=[{"email": "nobody@elsewhere.test"}, {"email": "dana@acme.test"}]
     )
     await first_dm(slack, DANA)
 
@@ -606,7 +620,7 @@ async def test_an_approver_outside_slack_is_recorded_as_not_delivered(
 
 
 async def test_socket_mode_receives_clicks_without_a_public_endpoint(
-    database_url: str, receiver: CallbackReceiver, slack: SlackApiDouble
+    database_url: str, receiver: CallbackReceiver, slack: SlackApiDouble, task_factory: TaskFactory
 ) -> None:
     from tests.conftest import slack_settings, start_service
 
@@ -616,7 +630,7 @@ async def test_socket_mode_receives_clicks_without_a_public_endpoint(
     svc = await start_service(settings, database_url)
     try:
         await asyncio.wait_for(slack.socket_connected(), 10)
-        task = await request(svc)
+        task = await task_factory(service=svc)
         message = await first_dm(slack, DANA)
         status, _ = await svc.request("POST", "/slack/events", token=None, data=b"{}")
         assert status == 404  # no HTTP endpoint in Socket Mode
@@ -630,9 +644,12 @@ async def test_socket_mode_receives_clicks_without_a_public_endpoint(
 
 
 async def test_a_reminder_reaches_the_approvers_and_is_kept_current(
-    slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
+    slack_service: Service,
+    slack: SlackApiDouble,
+    slack_user: SlackUserAgent,
+    task_factory: TaskFactory,
 ) -> None:
-    await request(slack_service, expires_in=600, remind_before=599)
+    await task_factory(expires_in=600, remind_before=599)
     reminder = await eventually(
         lambda: len(dm(slack, DANA)) == 2 and dm(slack, DANA)[1], what="the reminder DM"
     )
@@ -650,9 +667,9 @@ async def test_an_approver_listed_by_email_who_joined_slack_later_can_decide(
     slack: SlackApiDouble,
     slack_user: SlackUserAgent,
     receiver: CallbackReceiver,
+    task_factory: TaskFactory,
 ) -> None:
-    task = await request(
-        slack_service,
+    task = await task_factory(
         approvers=[{"email": "newcomer@acme.test"}],
         deliver={"slack": True, "slack_channel": APPROVALS},
         reversibility="safe",
@@ -671,9 +688,7 @@ async def test_an_approver_listed_by_email_who_joined_slack_later_can_decide(
         "slack_user_id": "U0NEW0001",
     }
     # A person who is not an approver is still refused, after the same one lookup.
-    other = await request(
-        slack_service, approvers=[{"email": "dana@acme.test"}], run_id="run_other"
-    )
+    other = await task_factory(approvers=[{"email": "dana@acme.test"}], run_id="run_other")
     dana_dm = await eventually(
         lambda: [m for m in dm(slack, DANA) if other["id"] in json.dumps(m)], what="Dana's DM"
     )

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import itertools
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,9 +17,10 @@ from hypothesis import strategies as st
 from bot.devkit.mail_catcher import CaughtMail, MailCatcher
 from bot.mail.replies import Reading, first_line, parse, sender, understand
 from tests.conftest import INBOUND_SECRET, MAILGUN_KEY, Service, approval_body
-from tests.support import eventually
+from tests.support import ROOT, eventually
+from tests.unit.test_mail_reading import BOTTOM_POSTED
 
-CORPUS = Path(__file__).resolve().parent / "fixtures" / "replies"
+CORPUS = ROOT / "tests" / "fixtures" / "replies"
 EXPECTED = {
     "gmail_top_approve": "approved",
     "gmail_html_only_deny": "denied",
@@ -417,3 +417,13 @@ def test_understanding_first_lines() -> None:
     }
     for line, expected in cases.items():
         assert understand(line) is expected, line
+
+
+async def test_a_bottom_posted_reply_decides_through_the_webhook(
+    mail_service: Service, catcher: MailCatcher
+) -> None:
+    task_id, mail = await request(mail_service, catcher)
+    text = BOTTOM_POSTED["gmail"].replace("\n", "\r\n").replace("Approved", "Denied")
+    status, body = await post_raw(mail_service, reply(mail, text))
+    assert (status, body) == (200, {"outcome": "decided"})
+    assert (await status_of(mail_service, task_id))["status"] == "denied"
