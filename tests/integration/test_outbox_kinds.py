@@ -14,7 +14,7 @@ from store import sweep
 from tests.conftest import Service, approval_body
 from tests.support import eventually, move_deadline
 
-STORE = Path(__file__).resolve().parent.parent / "store"
+STORE = Path(__file__).resolve().parents[2] / "store"
 # An outbox INSERT whose kind is spelled in the statement itself rather than bound.
 _LITERAL_KIND = re.compile(r"INSERT INTO outbox\s*\([^)]*\)\s*(?:VALUES\s*\(|SELECT)\s*'", re.I)
 
