@@ -6,11 +6,12 @@ never starts it."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,30 @@ async def start_service(
     app = build_app(settings, database_url, workers=workers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     port = runner.addresses[0][1]
     return Service(app, runner, f"http://127.0.0.1:{port}")
+
+
+async def start_on_free_ports(
+    settings_for: Callable[[int], Settings], database_url: str, *, attempts: int = 5
+) -> Service:
+    """A service whose settings must name its own port (links, the SMTP listener) before it
+    listens: a port found free can be taken by another process before it is bound, so a
+    clash picks new ports rather than failing the test."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return await start_service(settings_for(port), database_url, port=port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -279,8 +300,9 @@ async def mail_service(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher
 ) -> AsyncIterator[Service]:
     """The bot with email on (no Slack), its inbound SMTP listener and webhooks."""
-    port = free_port()
-    svc = await start_service(mail_settings(receiver, catcher, port), database_url, port=port)
+    svc = await start_on_free_ports(
+        lambda port: mail_settings(receiver, catcher, port), database_url
+    )
     yield svc
     await svc.close()
 
