@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "subscribe_slack_channel",
     "throughput_event",
     "unsubscribe_slack_channel",
+    "workspaces_routed_to",
 ]
 
 SPEND_SOFT = "spend.soft"
@@ -72,10 +74,19 @@ async def subscribe_slack_channel(
     return Subscription.SUBSCRIBED
 
 
-async def unsubscribe_slack_channel(pool: asyncpg.Pool, channel: str) -> list[str]:
-    """Stop sending alerts to a Slack channel; returns the workspaces that were sent there."""
+async def workspaces_routed_to(pool: asyncpg.Pool, channel: str) -> list[str]:
+    """The workspaces whose alerts a Slack channel receives."""
     async with pool.acquire() as conn:
-        return await alerts.unroute_channel(conn, channel)
+        return await alerts.routed_to(conn, channel)
+
+
+async def unsubscribe_slack_channel(
+    pool: asyncpg.Pool, channel: str, workspaces: Sequence[str] | None = None
+) -> list[str]:
+    """Stop sending alerts to a Slack channel (only those of `workspaces`, when given);
+    returns the workspaces that were sent there."""
+    async with pool.acquire() as conn:
+        return await alerts.unroute_channel(conn, channel, workspaces)
 
 
 async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:

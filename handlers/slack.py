@@ -37,6 +37,7 @@ from bot.runtime.metrics import Metrics
 from bot.slack import interactions
 from bot.slack.alert_blocks import RESUME_ACTION
 from bot.slack.blocks import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
+from bot.slack.teams import SlackTeams
 
 __all__ = ["SignatureCheck", "build_bolt", "oauth_route", "refusal", "slack_route"]
 
@@ -159,6 +160,7 @@ def build_bolt(
     client: AsyncWebClient,
     metrics: Metrics,
     *,
+    teams: SlackTeams,
     oauth_flow: AsyncOAuthFlow | None = None,
     authorize: AsyncAuthorize | None = None,
 ) -> AsyncApp:
@@ -183,7 +185,7 @@ def build_bolt(
         oauth_flow=oauth_flow,
         authorize=authorize,  # type: ignore[arg-type] # an AsyncAuthorize is accepted too
     )
-    edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics)
+    edge = _SlackEdge(settings=settings, pool=pool, client=client, metrics=metrics, teams=teams)
     bolt.action(re.compile(f"^{APPROVE_ACTION}$"))(_ours(edge.on_approve))
     bolt.action(re.compile(f"^{DENY_ACTION}$"))(_ours(edge.on_deny))
     bolt.action(re.compile(f"^{RESUME_ACTION}$"))(_ours(edge.on_resume))
@@ -266,26 +268,46 @@ class _SlackEdge:
     """The listeners; each parses, calls one function of `bot.slack.interactions`, and answers."""
 
     def __init__(
-        self, *, settings: Settings, pool: asyncpg.Pool, client: AsyncWebClient, metrics: Metrics
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        client: AsyncWebClient,
+        metrics: Metrics,
+        teams: SlackTeams,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
         self.metrics = metrics
+        self.teams = teams
         self._background: set[asyncio.Task[Any]] = set()
 
     @staticmethod
     def _person(body: dict[str, Any]) -> Actor:
-        """Who clicked, by Slack ids (a decision finds their email in its own read)."""
+        """Who clicked, by Slack ids (a decision finds their email in its own read). Their
+        team is their own (`user.team_id`): a Slack Connect guest's differs from `team.id`,
+        the team whose workspace they clicked in."""
         user_id = _text(body, "user", "id")
-        team = _text(body, "team", "id") or _text(body, "user", "team_id")
+        team = _text(body, "user", "team_id") or _text(body, "team", "id")
         return Actor(slack_user_id=user_id or None, slack_team_id=team or None)
+
+    @staticmethod
+    def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The team whose workspace the click happened in, and the clicker's organisation
+        (known only when the clicker is of that team: a guest's is not in the payload)."""
+        context = _text(body, "team", "id")
+        own = _text(body, "user", "team_id") or context
+        enterprise = _text(body, "enterprise", "id") if own == context or not context else ""
+        return context or None, enterprise or None
 
     def _click(self, body: dict[str, Any]) -> interactions.Click:
         """A button press: what it stands for, who pressed it, and where it was shown."""
         return interactions.Click(
             button=interactions.Button.read(_text(body, "actions", 0, "value")),
             actor=self._person(body),
+            team=self._where(body)[0],
+            enterprise=self._where(body)[1],
             channel=_text(body, "channel", "id") or None,
             message_ts=_text(body, "container", "message_ts") or None,
             container=_text(body, "container", "type"),
@@ -293,7 +315,9 @@ class _SlackEdge:
         )
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await interactions.approve(self.pool, self._click(body), metrics=self.metrics)
+        await interactions.approve(
+            self.pool, self._click(body), teams=self.teams, metrics=self.metrics
+        )
         await ack()
 
     async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -307,7 +331,7 @@ class _SlackEdge:
                 "k": _text(body, "container", "type"),
             }
         )
-        view = await interactions.deny_form(self.pool, click, meta)
+        view = await interactions.deny_form(self.pool, click, meta, teams=self.teams)
         if view is None:
             return
         # Opening a modal is not a decision: it runs after the ack and may be retried by a click.
@@ -333,11 +357,15 @@ class _SlackEdge:
         click = interactions.Click(
             button=interactions.Button.read(str(meta.get("v", ""))),
             actor=self._person(body),
+            team=self._where(body)[0],
+            enterprise=self._where(body)[1],
             channel=_text(meta, "c") or None,
             container=_text(meta, "k"),
             reason=_text(body, "view", "state", "values", "reason", "reason", "value") or None,
         )
-        notice = await interactions.deny_submitted(self.pool, click, metrics=self.metrics)
+        notice = await interactions.deny_submitted(
+            self.pool, click, teams=self.teams, metrics=self.metrics
+        )
         if notice is None:
             await ack()
         else:
@@ -346,7 +374,7 @@ class _SlackEdge:
     async def on_resume(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         raw = _text(body, "actions", 0, "value")
         if raw.isdigit():
-            await interactions.resume(self.pool, int(raw), self._person(body))
+            await interactions.resume(self.pool, int(raw), self._click(body), teams=self.teams)
         await ack()
 
     async def on_link(self, ack: AsyncAck) -> None:
@@ -358,9 +386,14 @@ class _SlackEdge:
             user=str(command.get("user_id", "")),
             team=str(command.get("team_id", "")),
             channel=str(command.get("channel_id", "")),
+            enterprise=str(command.get("enterprise_id") or "") or None,
         )
         answer = await interactions.command(
-            self.pool, typed, app_url=self.settings.taskjuice_app_url
+            self.pool,
+            typed,
+            app_url=self.settings.taskjuice_app_url,
+            teams=self.teams,
+            subscribe_anyone=self.settings.slack_subscribe_anyone,
         )
         await ack(**answer)
 

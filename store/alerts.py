@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -151,12 +152,25 @@ async def set_routing(
     return _routing(row)
 
 
-async def unroute_channel(conn: asyncpg.Connection, channel: str) -> list[str]:
-    """Stop sending alerts to `channel`; returns the workspaces that were routed there."""
+async def routed_to(conn: asyncpg.Connection, channel: str) -> list[str]:
+    """The workspaces whose alerts go to `channel`."""
+    rows = await conn.fetch(
+        "SELECT workspace FROM workspaces WHERE slack_channel = $1 ORDER BY workspace", channel
+    )
+    return [r["workspace"] for r in rows]
+
+
+async def unroute_channel(
+    conn: asyncpg.Connection, channel: str, workspaces: Sequence[str] | None = None
+) -> list[str]:
+    """Stop sending alerts to `channel` (only those of `workspaces`, when given); returns the
+    workspaces that were routed there."""
     rows = await conn.fetch(
         "UPDATE workspaces SET slack_channel = NULL, updated_at = now()"
-        " WHERE slack_channel = $1 RETURNING workspace",
+        " WHERE slack_channel = $1 AND ($2::text[] IS NULL OR workspace = ANY($2::text[]))"
+        " RETURNING workspace",
         channel,
+        None if workspaces is None else list(workspaces),
     )
     return sorted(r["workspace"] for r in rows)
 

@@ -34,6 +34,7 @@ __all__ = [
     "save_installer",
     "serving_key",
     "team_lock",
+    "workspaces_of_team",
 ]
 
 # Which columns of which table hold ciphertexts (for key rotation).
@@ -373,6 +374,17 @@ async def binding_of(conn: asyncpg.Connection, workspace: str) -> asyncpg.Record
         workspace,
     )
     return row
+
+
+async def workspaces_of_team(conn: asyncpg.Connection, team_id: str) -> list[str]:
+    """The TaskJuice workspaces bound to the Slack team `team_id` by a live installation."""
+    rows = await conn.fetch(
+        "SELECT workspace FROM slack_installations"
+        " WHERE coalesce(bound_team_id, team_id) = $1 AND workspace IS NOT NULL"
+        " AND status = 'active' ORDER BY workspace",
+        team_id,
+    )
+    return [r["workspace"] for r in rows]
 
 
 async def serving_key(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
@@ -63,9 +64,14 @@ async def links_among(
 
 
 async def pending_for(
-    conn: asyncpg.Connection, user_id: str, email: str | None, limit: int = 20
+    conn: asyncpg.Connection,
+    user_id: str,
+    email: str | None,
+    limit: int = 20,
+    workspaces: Sequence[str] | None = None,
 ) -> list[UUID]:
-    """Pending tasks whose current tier includes this person, soonest expiry first."""
+    """Pending tasks whose current tier includes this person, soonest expiry first (only
+    tasks of `workspaces`, when given)."""
     rows = await conn.fetch(
         """
         SELECT t.id FROM tasks t
@@ -73,11 +79,13 @@ async def pending_for(
             SELECT 1 FROM approvers a
             WHERE a.task_id = t.id AND a.tier = t.tier
               AND (a.slack_user_id = $1 OR ($2::text IS NOT NULL AND lower(a.email) = lower($2))))
+          AND ($4::text[] IS NULL OR t.workspace = ANY($4::text[]))
         ORDER BY t.expires_at LIMIT $3
         """,
         user_id,
         email,
         limit,
+        None if workspaces is None else list(workspaces),
     )
     return [r["id"] for r in rows]
 

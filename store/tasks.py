@@ -40,6 +40,7 @@ __all__ = [
     "lock",
     "record_decisions",
     "task_view",
+    "workspace_of",
 ]
 
 
@@ -184,6 +185,14 @@ async def decision_events(
         )
         for row in rows
     }
+
+
+async def workspace_of(conn: asyncpg.Connection, task_id: UUID) -> str | None:
+    """The TaskJuice workspace a task belongs to (None: no such task)."""
+    workspace: str | None = await conn.fetchval(
+        "SELECT workspace FROM tasks WHERE id = $1", task_id
+    )
+    return workspace
 
 
 async def task_view(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:

@@ -265,10 +265,10 @@ def _slack(
         timeout=10,
         retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
     )
-    app[BOLT] = build_bolt(settings, pool, client, app[METRICS])
     app[TEAMS] = SlackTeams(
         pool=pool, session=session, api_url=settings.slack_api_url, single=client
     )
+    app[BOLT] = build_bolt(settings, pool, client, app[METRICS], teams=app[TEAMS])
     people.attach(people.SlackDirectory(client=client, pool=pool))
     return SlackSender(
         pool=background,
@@ -307,6 +307,7 @@ def _distributed(
         pool,
         teams.new_client(None),
         app[METRICS],
+        teams=teams,
         oauth_flow=flow,
         authorize=TeamsAuthorize(teams),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.blocks import approval_message, cut
@@ -23,14 +24,19 @@ HELP_TEXT = (
 
 
 async def pending_approvals(
-    pool: Connections, team_id: str, user_id: str
+    pool: Connections, team_id: str, user_id: str, *, workspaces: Sequence[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The person's pending requests (by Slack user, or by their cached email) with the
-    content hash each message's buttons carry."""
-    views, hashes = [], []
+    content hash each message's buttons carry. `workspaces`, when given, are the only
+    workspaces whose requests are listed: those bound to the viewer's Slack team
+    (`bot.slack.tenancy.viewer_workspaces`)."""
+    views: list[dict[str, Any]] = []
+    hashes: list[str] = []
+    if workspaces is not None and not workspaces:
+        return views, hashes
     async with pool.acquire() as conn:
         email = await slack_store.email_of(conn, team_id, user_id)
-        for task_id in await slack_store.pending_for(conn, user_id, email):
+        for task_id in await slack_store.pending_for(conn, user_id, email, workspaces=workspaces):
             view = await tasks.task_view(conn, task_id)
             digest = await tasks.content_hash(conn, task_id)
             if view is not None and digest is not None:

@@ -9,6 +9,7 @@ the same breath, and returns only what the edge needs for its acknowledgement.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -20,15 +21,20 @@ from bot.alerts import Subscription
 from bot.decisions import DecisionResult
 from bot.domain import Actor, Channel, Outcome
 from bot.errors import NotFound
+from bot.platform.schemas import WORKSPACE_PATTERN
 from bot.runtime.metrics import Metrics
 from bot.slack.blocks import deny_modal, notice_view, parse_button_value
 from bot.slack.delivery import EPHEMERAL, queue_home
 from bot.slack.home import HELP_TEXT, approvals_blocks, pending_approvals
+from bot.slack.teams import SlackTeams
+from bot.slack.tenancy import Member, RouteRight, may_route, viewer_workspaces, works_for
 from bot.wording import explain
+from store import alerts as alert_store
 from store import outbox, tasks
 from store import slack as slack_store
 
 __all__ = [
+    "FOREIGN_TEXT",
     "Button",
     "Click",
     "Command",
@@ -68,7 +74,12 @@ class Click:
     button: Button | None
     """None when the payload carries no button of ours: the click is explained, not decided."""
     actor: Actor
-    """Who clicked, by Slack user and team (their email is found by the decision)."""
+    """Who clicked, by Slack user and their own team (their email is found by the decision)."""
+    enterprise: str | None = None
+    """The clicker's Enterprise Grid organisation, when the payload names it."""
+    team: str | None = None
+    """The team whose workspace the click happened in (a Slack Connect guest's differs from
+    their own): where a private answer is shown."""
     channel: str | None = None
     """Where the message was shown (None in App Home, which has no channel)."""
     message_ts: str | None = None
@@ -86,6 +97,45 @@ class Command:
     user: str
     team: str
     channel: str
+    enterprise: str | None = None
+
+    @property
+    def member(self) -> Member:
+        return Member(self.user, self.team or None, self.enterprise)
+
+
+FOREIGN_TEXT = (
+    "This request belongs to another Slack workspace: only its own members can decide it."
+)
+
+
+def _member(click: Click) -> Member:
+    return Member(click.actor.slack_user_id or "", click.actor.slack_team_id, click.enterprise)
+
+
+async def _foreign(pool: asyncpg.Pool, teams: SlackTeams, click: Click) -> bool:
+    """Whether the clicked task exists and belongs to a workspace whose bound Slack team is
+    not the clicker's: such a click never reaches a decision (nor any matching by email)."""
+    if click.button is None or click.actor.slack_user_id is None:
+        return False
+    async with pool.acquire() as conn:
+        workspace = await tasks.workspace_of(conn, click.button.task_id)
+    if workspace is None:
+        return False  # no such task: explained as such, nothing to protect
+    return not await works_for(teams, workspace, _member(click))
+
+
+async def _refuse(pool: asyncpg.Pool, click: Click) -> None:
+    """Tell a clicker of another team privately that it did not count (where Slack allows an
+    ephemeral message: in a channel; App Home has none)."""
+    user = click.actor.slack_user_id
+    if not user or not click.channel:
+        return
+    payload = {"channel": click.channel, "user": user, "text": FOREIGN_TEXT}
+    if click.team:
+        payload["team"] = click.team
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, EPHEMERAL, payload)
 
 
 async def _decide(
@@ -116,14 +166,18 @@ async def _decide(
 
 
 async def approve(
-    pool: asyncpg.Pool, click: Click, *, metrics: Metrics | None = None
+    pool: asyncpg.Pool, click: Click, *, teams: SlackTeams, metrics: Metrics | None = None
 ) -> DecisionResult | None:
     """An Approve button: decide, then queue what the clicker is told.
 
     A refused click is explained privately where it was shown; a click in App Home (or
     anywhere without a channel) refreshes the clicker's App Home. A click that counted, in a
-    channel, needs neither: its message updates through the outbox.
+    channel, needs neither: its message updates through the outbox. A click by someone of
+    another Slack team than the task's decides nothing and is refused privately.
     """
+    if await _foreign(pool, teams, click):
+        await _refuse(pool, click)
+        return None
     result = await _decide(pool, click, Outcome.APPROVE, metrics)
     user = click.actor.slack_user_id
     explain_it = bool(click.channel) and (result is None or not result.changed)
@@ -141,10 +195,14 @@ async def approve(
 
 
 async def deny_form(
-    pool: asyncpg.Pool, click: Click, private_metadata: str
+    pool: asyncpg.Pool, click: Click, private_metadata: str, *, teams: SlackTeams
 ) -> dict[str, Any] | None:
-    """The Deny modal to open for a Deny button (None when there is nothing to deny)."""
+    """The Deny modal to open for a Deny button (None when there is nothing to deny; someone
+    of another Slack team is refused privately instead)."""
     if click.button is None or not click.trigger_id:
+        return None
+    if await _foreign(pool, teams, click):
+        await _refuse(pool, click)
         return None
     async with pool.acquire() as conn:
         view = await tasks.task_view(conn, click.button.task_id)
@@ -152,10 +210,12 @@ async def deny_form(
 
 
 async def deny_submitted(
-    pool: asyncpg.Pool, click: Click, *, metrics: Metrics | None = None
+    pool: asyncpg.Pool, click: Click, *, teams: SlackTeams, metrics: Metrics | None = None
 ) -> dict[str, Any] | None:
     """The Deny modal was sent: decide. Returns the view to replace the modal with when the
     denial did not count (saying why), or None to close it."""
+    if await _foreign(pool, teams, click):
+        return notice_view("Not recorded", FOREIGN_TEXT)
     result = await _decide(pool, click, Outcome.DENY, metrics)
     if result is not None and result.changed:
         return None
@@ -164,30 +224,59 @@ async def deny_submitted(
     return notice_view("Not recorded", explain(result, view))
 
 
-async def resume(pool: asyncpg.Pool, alert_id: int, actor: Actor) -> bool:
+RESUME_FOREIGN_TEXT = (
+    "This workflow belongs to another Slack workspace: only its own members can resume it."
+)
+
+
+async def resume(pool: asyncpg.Pool, alert_id: int, click: Click, *, teams: SlackTeams) -> bool:
     """Resume workflow on a tripped breaker, as the clicker (with the email the bot has on
-    file for them); False when there is nothing to resume."""
+    file for them, and their team recorded in the callback); False when there is nothing to
+    resume, or the clicker is not a member of the team bound to the alert's workspace (told
+    so privately)."""
+    actor = click.actor
     if actor.slack_user_id is None:
         return False
     async with pool.acquire() as conn:
+        alert = await alert_store.get(conn, alert_id)
+    if alert is None:
+        return False
+    if not await works_for(teams, str(alert["workspace"]), _member(click)):
+        if click.channel:
+            payload = {"channel": click.channel, "user": actor.slack_user_id}
+            payload |= {"text": RESUME_FOREIGN_TEXT} | ({"team": click.team} if click.team else {})
+            async with pool.acquire() as conn, conn.transaction():
+                await outbox.enqueue(conn, EPHEMERAL, payload)
+        return False
+    async with pool.acquire() as conn:
         email = await slack_store.email_of(conn, actor.slack_team_id or "", actor.slack_user_id)
-    who = replace(actor, email=email)
-    return await alerts.request_resume(pool, alert_id, who.as_json(), "slack")
+    who = replace(actor, email=email).as_json() | {"slack_team_id": actor.slack_team_id}
+    return await alerts.request_resume(pool, alert_id, who, "slack")
 
 
-async def command(pool: asyncpg.Pool, typed: Command, *, app_url: str) -> dict[str, Any]:
+async def command(
+    pool: asyncpg.Pool,
+    typed: Command,
+    *,
+    app_url: str,
+    teams: SlackTeams,
+    subscribe_anyone: bool = False,
+) -> dict[str, Any]:
     """`/taskjuice approvals | subscribe <workspace> | unsubscribe | help`: the answer, as
-    the arguments of the command's acknowledgement."""
+    the arguments of the command's acknowledgement. `subscribe_anyone` is
+    SLACK_SUBSCRIBE_ANYONE (single-workspace mode)."""
     words = typed.text.split()
     sub = words[0].lower() if words else "help"
     if sub == "approvals":
-        views, hashes = await pending_approvals(pool, typed.team, typed.user)
+        views, hashes = await pending_approvals(
+            pool, typed.team, typed.user, workspaces=await viewer_workspaces(teams, typed.member)
+        )
         blocks = approvals_blocks(views, hashes, app_url=app_url)
         return {"blocks": blocks, "text": "Your pending approvals"}
     if sub == "subscribe" and len(words) == 2:
-        return {"text": await _subscribe(pool, typed, words[1])}
+        return {"text": await _subscribe(pool, teams, typed, words[1], subscribe_anyone)}
     if sub == "unsubscribe":
-        return {"text": await _unsubscribe(pool, typed)}
+        return {"text": await _unsubscribe(pool, teams, typed, subscribe_anyone)}
     return {"text": HELP_TEXT}
 
 
@@ -202,7 +291,28 @@ _SUBSCRIBED = {
 }
 
 
-async def _subscribe(pool: asyncpg.Pool, typed: Command, workspace: str) -> str:
+_REFUSED = {
+    RouteRight.OTHER_TEAM: (
+        "Only the Slack workspace connected to that TaskJuice workspace can route its alerts."
+    ),
+    RouteRight.NOT_ADMIN: (
+        "Only an admin or owner of this Slack workspace, or the person who installed "
+        "TaskJuice, can route alerts."
+    ),
+    RouteRight.UNKNOWN: (
+        "Slack could not confirm that you may route alerts here; try again in a minute."
+    ),
+}
+
+
+async def _subscribe(
+    pool: asyncpg.Pool, teams: SlackTeams, typed: Command, workspace: str, anyone: bool
+) -> str:
+    if not re.fullmatch(WORKSPACE_PATTERN, workspace):
+        return _SUBSCRIBED[Subscription.NOT_A_WORKSPACE]
+    right = await may_route(teams, workspace, typed.member, anyone=anyone)
+    if right is not RouteRight.ALLOWED:
+        return _REFUSED[right]
     done = await alerts.subscribe_slack_channel(
         pool, workspace, channel=typed.channel, team=typed.team
     )
@@ -211,8 +321,20 @@ async def _subscribe(pool: asyncpg.Pool, typed: Command, workspace: str) -> str:
     return _SUBSCRIBED[done]
 
 
-async def _unsubscribe(pool: asyncpg.Pool, typed: Command) -> str:
-    names = await alerts.unsubscribe_slack_channel(pool, typed.channel)
+async def _unsubscribe(pool: asyncpg.Pool, teams: SlackTeams, typed: Command, anyone: bool) -> str:
+    routed = await alerts.workspaces_routed_to(pool, typed.channel)
+    allowed: list[str] = []
+    refusal: RouteRight | None = None
+    for workspace in routed:
+        right = await may_route(teams, workspace, typed.member, anyone=anyone)
+        if right is RouteRight.ALLOWED:
+            allowed.append(workspace)
+        elif refusal is None or right is not RouteRight.OTHER_TEAM:
+            refusal = right
+    if routed and not allowed:
+        assert refusal is not None
+        return _REFUSED[refusal]
+    names = await alerts.unsubscribe_slack_channel(pool, typed.channel, allowed)
     if not names:
         return "This channel receives no TaskJuice alerts."
     return (

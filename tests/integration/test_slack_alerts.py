@@ -21,6 +21,8 @@ from tests.slack_support import (
 )
 from tests.support import CallbackReceiver, eventually, quiet
 
+ADMIN = "U0ADM0001"
+
 
 async def route(service: Service, channel: str = ALERTS) -> None:
     status, _ = await service.request(
@@ -204,17 +206,19 @@ async def test_alerts_without_a_routed_channel_post_nothing(
 async def test_subscribe_and_unsubscribe_route_alerts_to_a_channel(
     slack_service: Service, slack: SlackApiDouble, slack_user: SlackUserAgent
 ) -> None:
-    status, body = await slack_user.command("subscribe acme", DANA, channel=ALERTS)
+    # Only admins and owners route alerts in single-workspace mode (SLACK_SUBSCRIBE_ANYONE off).
+    slack.add_user(ADMIN, "admin", "admin@acme.test", is_admin=True)
+    status, body = await slack_user.command("subscribe acme", ADMIN, channel=ALERTS)
     assert status == 200 and "now receives the alerts of *acme*" in body
     _, routing = await slack_service.request("PUT", "/api/v1/workspaces/acme", json={})
     assert routing["slack_channel"] == ALERTS and routing["slack_team_id"] == "T0TASKJ01"
     await event(slack_service, "spend", SPEND | {"spend": 850, "stage": "soft"})
     await eventually(lambda: posts(slack), what="routed alert")
-    status, body = await slack_user.command("unsubscribe", DANA, channel=ALERTS)
+    status, body = await slack_user.command("unsubscribe", ADMIN, channel=ALERTS)
     assert "no longer receives the alerts of *acme*" in body
     _, routing = await slack_service.request("PUT", "/api/v1/workspaces/acme", json={})
     assert routing["slack_channel"] is None
-    _, body = await slack_user.command("subscribe <!channel>", DANA, channel=ALERTS)
+    _, body = await slack_user.command("subscribe <!channel>", ADMIN, channel=ALERTS)
     assert "not a workspace name" in body and "<!channel>" not in body
 
 

@@ -7,20 +7,38 @@ import json
 from typing import Any
 from uuid import UUID, uuid4
 
+import aiohttp
 import asyncpg
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import approvals
 from bot.decisions import Verdict
+from bot.devkit.slack_api import SlackApiDouble
 from bot.domain import Actor
 from bot.platform.validation import parse_new_approval
 from bot.slack import interactions
 from bot.slack.blocks import button_value
 from bot.slack.delivery import EPHEMERAL, HOME
 from bot.slack.interactions import Button, Click, Command
+from bot.slack.teams import SlackTeams
 from tests.conftest import approval_body
 
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
 STRANGER = Actor(slack_user_id="U0STRANGER", slack_team_id="T0001")
+
+
+@pytest.fixture
+async def teams(pool: asyncpg.Pool) -> Any:
+    """Single-workspace mode: the one team, T0001, played by the Slack double over HTTP."""
+    double = SlackApiDouble(team_id="T0001")
+    double.add_user("U1", "admin", "admin@acme.test", is_admin=True)
+    double.add_user("U2", "member", "member@acme.test")
+    await double.start()
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token=double.token, base_url=double.url, session=session)
+        yield SlackTeams(pool=pool, session=session, api_url=double.url, single=client)
+    await double.stop()
 
 
 async def _task(pool: asyncpg.Pool, **changes: Any) -> dict[str, Any]:
@@ -57,19 +75,19 @@ def test_a_button_value_is_read_only_when_it_is_ours() -> None:
 
 
 async def test_a_counted_click_in_a_channel_queues_nothing_a_refused_one_is_explained(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, teams: SlackTeams
 ) -> None:
     view = await _task(pool)
     button = await _button(pool, view)
     click = Click(
         button=button, actor=LEE, channel="C0APPROVALS", message_ts="1.2", container="message"
     )
-    first = await interactions.approve(pool, click)
+    first = await interactions.approve(pool, click, teams=teams)
     assert first is not None and first.verdict is Verdict.DECIDED
     assert await _queued(pool, EPHEMERAL) == []
 
     again = await interactions.approve(
-        pool, Click(button=button, actor=STRANGER, channel="C0APPROVALS")
+        pool, Click(button=button, actor=STRANGER, channel="C0APPROVALS"), teams=teams
     )
     assert again is not None and again.verdict is Verdict.ALREADY_FINISHED
     [told] = await _queued(pool, EPHEMERAL)
@@ -78,48 +96,57 @@ async def test_a_counted_click_in_a_channel_queues_nothing_a_refused_one_is_expl
 
 
 async def test_a_click_on_no_task_is_explained_and_a_click_in_app_home_refreshes_it(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, teams: SlackTeams
 ) -> None:
     gone = Click(button=Button(uuid4(), 0, "x"), actor=LEE, channel="C0APPROVALS")
-    assert await interactions.approve(pool, gone) is None
+    assert await interactions.approve(pool, gone, teams=teams) is None
     [told] = await _queued(pool, EPHEMERAL)
     assert told["user"] == LEE.slack_user_id and told["text"]
 
     view = await _task(pool)
     home = Click(button=await _button(pool, view), actor=LEE, container="view")
-    result = await interactions.approve(pool, home)
+    result = await interactions.approve(pool, home, teams=teams)
     assert result is not None and result.changed
     assert {"user": LEE.slack_user_id} in await _queued(pool, HOME)
     assert len(await _queued(pool, EPHEMERAL)) == 1  # no channel: nothing to explain there
 
 
-async def test_the_deny_modal_closes_on_a_denial_and_says_why_otherwise(pool: asyncpg.Pool) -> None:
+async def test_the_deny_modal_closes_on_a_denial_and_says_why_otherwise(
+    pool: asyncpg.Pool, teams: SlackTeams
+) -> None:
     view = await _task(pool)
     button = await _button(pool, view)
-    assert await interactions.deny_form(pool, Click(button=button, actor=LEE), "{}") is None
+    assert (
+        await interactions.deny_form(pool, Click(button=button, actor=LEE), "{}", teams=teams)
+        is None
+    )
     form = await interactions.deny_form(
-        pool, Click(button=button, actor=LEE, trigger_id="trig"), '{"v": "x"}'
+        pool, Click(button=button, actor=LEE, trigger_id="trig"), '{"v": "x"}', teams=teams
     )
     assert form is not None and form["private_metadata"] == '{"v": "x"}'
 
     denied = Click(button=button, actor=LEE, reason="too much")
-    assert await interactions.deny_submitted(pool, denied) is None
-    notice = await interactions.deny_submitted(pool, denied)
+    assert await interactions.deny_submitted(pool, denied, teams=teams) is None
+    notice = await interactions.deny_submitted(pool, denied, teams=teams)
     assert notice is not None and notice["type"] == "modal"
     assert "Already denied" in json.dumps(notice)
 
 
-async def test_subscribe_follows_the_routing_rules(pool: asyncpg.Pool) -> None:
+async def test_subscribe_follows_the_routing_rules(pool: asyncpg.Pool, teams: SlackTeams) -> None:
+    # U1 is an admin of the one team (only admins and owners may route alerts).
     def typed(text: str, channel: str = "C0ALERTS", team: str = "T0001") -> Command:
         return Command(text=text, user="U1", team=team, channel=channel)
 
     async def say(command: Command) -> str:
-        return str((await interactions.command(pool, command, app_url="https://app.test"))["text"])
+        answer = await interactions.command(pool, command, app_url="https://app.test", teams=teams)
+        return str(answer["text"])
 
     assert "not a workspace name" in await say(typed("subscribe bad/name"))
     assert "in the channel" in await say(typed("subscribe acme", channel="D0DIRECT"))
     assert "now receives the alerts of *acme*" in await say(typed("subscribe acme"))
-    assert "another Slack workspace" in await say(typed("subscribe acme", team="T0OTHER"))
+    assert "Only the Slack workspace connected" in await say(
+        typed("subscribe acme", team="T0OTHER")
+    )
     assert await say(typed("unsubscribe")) == (
         "This channel no longer receives the alerts of *acme*."
     )
