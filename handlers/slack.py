@@ -37,6 +37,7 @@ from bot.runtime.metrics import Metrics
 from bot.slack import interactions
 from bot.slack.alert_blocks import RESUME_ACTION
 from bot.slack.blocks import APPROVE_ACTION, DENY_ACTION, DENY_MODAL
+from bot.slack.teams import SlackTeams
 
 __all__ = ["SignatureCheck", "build_bolt", "oauth_route", "refusal", "slack_route"]
 
@@ -161,6 +162,7 @@ def build_bolt(
     *,
     oauth_flow: AsyncOAuthFlow | None = None,
     authorize: AsyncAuthorize | None = None,
+    teams: SlackTeams | None = None,
 ) -> AsyncApp:
     """The Bolt app with every listener; it shares the process's pool and Web API client.
 
@@ -193,6 +195,10 @@ def build_bolt(
     bolt.view(re.compile(f"^{DENY_MODAL}$"))(_ours(edge.on_deny_submit))
     bolt.command("/taskjuice")(_ours(edge.on_command))
     bolt.event("app_home_opened")(_ours(edge.on_home_opened))
+    if teams is not None:
+        revoked = _Revocations(teams)
+        for event in interactions.REVOKING_EVENTS:
+            bolt.event(event)(_ours(revoked.on_revoked))
     bolt.error(_on_error)
     return bolt
 
@@ -369,3 +375,13 @@ class _SlackEdge:
         if event.get("tab", "home") != "home" or not isinstance(user, str) or not user:
             return
         await interactions.home_opened(self.pool, str(body.get("team_id") or ""), user)
+
+
+class _Revocations:
+    """`app_uninstalled` and `tokens_revoked`: the team's installation is revoked."""
+
+    def __init__(self, teams: SlackTeams) -> None:
+        self.teams = teams
+
+    async def on_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await interactions.installation_revoked(self.teams, event, body)

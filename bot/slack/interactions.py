@@ -24,6 +24,7 @@ from bot.runtime.metrics import Metrics
 from bot.slack.blocks import deny_modal, notice_view, parse_button_value
 from bot.slack.delivery import EPHEMERAL, queue_home
 from bot.slack.home import HELP_TEXT, approvals_blocks, pending_approvals
+from bot.slack.teams import SlackTeams
 from bot.wording import explain
 from store import outbox, tasks
 from store import slack as slack_store
@@ -37,6 +38,7 @@ __all__ = [
     "deny_form",
     "deny_submitted",
     "home_opened",
+    "installation_revoked",
     "resume",
 ]
 
@@ -226,3 +228,35 @@ async def home_opened(pool: asyncpg.Pool, team: str, user: str) -> None:
         if team:
             await slack_store.home_seen(conn, team, user)
         await queue_home(conn, user)
+
+
+# --- the app uninstalled, its tokens revoked -------------------------------------------------
+
+REVOKING_EVENTS = ("app_uninstalled", "tokens_revoked")
+
+
+async def installation_revoked(
+    teams: SlackTeams, event: dict[str, Any], body: dict[str, Any]
+) -> bool:
+    """`app_uninstalled`, or `tokens_revoked` naming bot tokens: the team's installation is
+    revoked (`SlackTeams.revoke`, whose hooks give up its queued Slack work and mail its
+    pending approvals; `slack.uninstalled` is queued once however often Slack says so).
+    A `tokens_revoked` for user tokens only changes nothing. False when nothing was revoked."""
+    kind = event.get("type")
+    if kind not in REVOKING_EVENTS:
+        return False
+    if kind == "tokens_revoked":
+        tokens = event.get("tokens")
+        bots = tokens.get("bot") if isinstance(tokens, dict) else None
+        if not bots:
+            return False
+    team = body.get("team_id")
+    enterprise = body.get("enterprise_id")
+    team_id = team if isinstance(team, str) and team else None
+    enterprise_id = enterprise if isinstance(enterprise, str) and enterprise else None
+    if team_id is None and enterprise_id is None:
+        return False
+    if body.get("is_enterprise_install") is True:
+        team_id = None  # the organisation's install, not one of its teams
+    await teams.revoke(team_id, enterprise_id, str(kind))
+    return True
