@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Actor
+from bot.slack.teams import SlackTeams, TeamNotInstalled
 from store import slack as slack_store
 
 __all__ = [
@@ -135,6 +136,9 @@ class SlackDirectory:
     pool: asyncpg.Pool
     timeout: float = 2.0
     most: int = 3
+    # Distributed mode: Slack is asked with the token of the voter's team (the team of the
+    # Slack user among the people asked); without one, nobody is asked.
+    teams: SlackTeams | None = None
 
     async def look_up(self, people: Iterable[Actor]) -> Learned | None:
         """What Slack says of at most `most` people, at once, cached for next time; None when
@@ -142,8 +146,19 @@ class SlackDirectory:
         asked = list(people)[: self.most]
         try:
             async with asyncio.timeout(self.timeout):
-                answers = await asyncio.gather(*(self._one(a) for a in asked))
-        except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError) as exc:
+                found = await self._client(asked)
+                if found is None:
+                    return None
+                client, scope = found
+                answers = await asyncio.gather(*(self._one(client, scope, a) for a in asked))
+        except (
+            SlackApiError,
+            aiohttp.ClientError,
+            TimeoutError,
+            KeyError,
+            TypeError,
+            TeamNotInstalled,
+        ) as exc:
             log.warning(
                 "Slack could not say who a voter is",
                 extra={"event": "people.lookup_failed", "error": type(exc).__name__},
@@ -152,15 +167,33 @@ class SlackDirectory:
         learned = sum((a for a in answers if a is not None), Learned())
         return learned if learned.pairs or learned.without_slack else None
 
-    async def _one(self, actor: Actor) -> Learned | None:
+    async def _client(self, asked: list[Actor]) -> tuple[AsyncWebClient, dict[str, str]] | None:
+        """The client to ask with, and the arguments naming the team for an org-wide token."""
+        if self.teams is None or not self.teams.distributed:
+            return self.client, {}
+        team = next((a.slack_team_id for a in asked if a.slack_team_id), None)
+        if team is None:
+            return None
+        async with self.pool.acquire() as conn:
+            enterprise = await slack_store.enterprise_of_team(conn, team)
+        client, org_wide = await self.teams.client_of(team, enterprise)
+        return client, ({"team_id": team} if org_wide else {})
+
+    async def _one(
+        self, client: AsyncWebClient, scope: dict[str, str], actor: Actor
+    ) -> Learned | None:
         if actor.slack_user_id:
-            return await self._by_user(actor.slack_user_id, actor.slack_team_id)
+            return await self._by_user(client, scope, actor.slack_user_id, actor.slack_team_id)
         if actor.email:
-            return await self._by_email(actor.email)
+            return await self._by_email(client, scope, actor.email)
         return None
 
-    async def _by_user(self, user_id: str, team_id: str | None) -> Learned | None:
-        answer = await self.client.users_info(user=user_id)
+    async def _by_user(
+        self, client: AsyncWebClient, scope: dict[str, str], user_id: str, team_id: str | None
+    ) -> Learned | None:
+        answer = await client.api_call(
+            "users.info", http_verb="GET", params={"user": user_id} | scope
+        )
         user: dict[str, Any] = answer.get("user") or {}
         email = (user.get("profile") or {}).get("email")
         if not isinstance(email, str) or not email:
@@ -168,10 +201,12 @@ class SlackDirectory:
         await self._remember(team_id or user.get("team_id"), user_id, email, user.get("tz"))
         return Learned(((email.lower(), user_id),))
 
-    async def _by_email(self, email: str) -> Learned | None:
+    async def _by_email(
+        self, client: AsyncWebClient, scope: dict[str, str], email: str
+    ) -> Learned | None:
         try:
-            answer = await self.client.api_call(
-                "users.lookupByEmail", http_verb="GET", params={"email": email}
+            answer = await client.api_call(
+                "users.lookupByEmail", http_verb="GET", params={"email": email} | scope
             )
         except SlackApiError as exc:
             if exc.response.get("error") in _NOT_FOUND:

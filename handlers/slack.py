@@ -195,6 +195,9 @@ def build_bolt(
     bolt.view(re.compile(f"^{DENY_MODAL}$"))(_ours(edge.on_deny_submit))
     bolt.command("/taskjuice")(_ours(edge.on_command))
     bolt.event("app_home_opened")(_ours(edge.on_home_opened))
+    revoked = _Revocations(teams)
+    for event in interactions.REVOKING_EVENTS:
+        bolt.event(event)(_ours(revoked.on_revoked))
     bolt.error(_on_error)
     return bolt
 
@@ -402,3 +405,13 @@ class _SlackEdge:
         if event.get("tab", "home") != "home" or not isinstance(user, str) or not user:
             return
         await interactions.home_opened(self.pool, str(body.get("team_id") or ""), user)
+
+
+class _Revocations:
+    """`app_uninstalled` and `tokens_revoked`: the team's installation is revoked."""
+
+    def __init__(self, teams: SlackTeams) -> None:
+        self.teams = teams
+
+    async def on_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await interactions.installation_revoked(self.teams, event, body)

@@ -11,11 +11,18 @@ __all__ = [
     "alert_posted",
     "cache_user",
     "email_of",
+    "enterprise_of_team",
+    "give_up_team_work",
     "home_seen",
     "home_viewers",
     "links_among",
     "pending_for",
+    "pending_tiers",
+    "team_of_user",
+    "unserved_tasks",
     "user_of_email",
+    "workspace_of_task",
+    "workspace_served",
 ]
 
 
@@ -113,20 +120,129 @@ async def home_seen(conn: asyncpg.Connection, team_id: str, user_id: str) -> Non
     )
 
 
-async def home_viewers(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[str]:
-    """Slack users who have opened the App Home and are approvers (any tier) of any of the
-    tasks, by Slack id or by the email the bot knows for them; each once."""
+async def home_viewers(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[tuple[str, str]]:
+    """(team, Slack user) of those who have opened the App Home and are approvers (any tier)
+    of any of the tasks, by Slack id or by the email the bot knows for them; each once."""
     rows = await conn.fetch(
         """
-        SELECT u.user_id FROM approvers a
+        SELECT u.user_id, u.team_id FROM approvers a
         JOIN slack_users u ON u.user_id = a.slack_user_id AND u.home_seen_at IS NOT NULL
         WHERE a.task_id = ANY($1::uuid[])
         UNION
-        SELECT u.user_id FROM approvers a
+        SELECT u.user_id, u.team_id FROM approvers a
         JOIN slack_users u ON lower(u.email) = lower(a.email) AND u.home_seen_at IS NOT NULL
         WHERE a.task_id = ANY($1::uuid[])
-        ORDER BY 1
+        ORDER BY 1, 2
         """,
         task_ids,
     )
-    return [str(r["user_id"]) for r in rows]
+    return [(str(r["team_id"]), str(r["user_id"])) for r in rows]
+
+
+# --- which team a piece of Slack work is for (distributed mode) ------------------------------
+
+
+async def workspace_of_task(conn: asyncpg.Connection, task_id: UUID) -> str | None:
+    workspace: str | None = await conn.fetchval(
+        "SELECT workspace FROM tasks WHERE id = $1", task_id
+    )
+    return workspace
+
+
+async def unserved_tasks(conn: asyncpg.Connection, task_ids: list[UUID]) -> set[UUID]:
+    """The tasks whose workspace has no active Slack installation bound to it."""
+    rows = await conn.fetch(
+        "SELECT t.id FROM tasks t WHERE t.id = ANY($1::uuid[]) AND NOT EXISTS ("
+        " SELECT 1 FROM slack_installations i"
+        " WHERE i.workspace = t.workspace AND i.status = 'active')",
+        task_ids,
+    )
+    return {r["id"] for r in rows}
+
+
+async def workspace_served(conn: asyncpg.Connection, workspace: str) -> bool:
+    """Whether an active Slack installation is bound to `workspace`."""
+    served: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM slack_installations"
+        " WHERE workspace = $1 AND status = 'active')",
+        workspace,
+    )
+    return served
+
+
+async def team_of_user(conn: asyncpg.Connection, user_id: str) -> tuple[str, str | None] | None:
+    """(team, enterprise) of a Slack user the bot has met (latest first), for work queued
+    without its team."""
+    row = await conn.fetchrow(
+        "SELECT u.team_id, i.enterprise_id FROM slack_users u"
+        " LEFT JOIN slack_installations i ON coalesce(i.bound_team_id, i.team_id) = u.team_id"
+        " WHERE u.user_id = $1 ORDER BY u.home_seen_at DESC NULLS LAST, u.updated_at DESC"
+        " LIMIT 1",
+        user_id,
+    )
+    return None if row is None else (str(row["team_id"]), row["enterprise_id"])
+
+
+async def enterprise_of_team(conn: asyncpg.Connection, team_id: str) -> str | None:
+    """The Enterprise Grid organisation of an installed team, if any."""
+    enterprise: str | None = await conn.fetchval(
+        "SELECT enterprise_id FROM slack_installations"
+        " WHERE coalesce(bound_team_id, team_id) = $1 ORDER BY status LIMIT 1",
+        team_id,
+    )
+    return enterprise
+
+
+# --- a revoked team: its Slack work given up, its pending approvals mailed -------------------
+
+
+async def give_up_team_work(
+    conn: asyncpg.Connection, kinds: list[str], workspace: str, team_id: str, error: str
+) -> int:
+    """Dead-letter the pending Slack outbox items of `workspace`'s tasks and alerts, and those
+    addressed to `team_id`, and mark its queued Slack deliveries failed; returns the items."""
+    given_up = await conn.fetch(
+        """
+        UPDATE outbox o SET status = 'dead', last_error = $4, finished_at = now()
+        WHERE o.status = 'pending' AND o.kind = ANY($1::text[]) AND (
+            o.task_id IN (SELECT id FROM tasks WHERE workspace = $2)
+            OR o.payload->>'alert_id' IN (SELECT id::text FROM alert_state WHERE workspace = $2)
+            OR o.payload->>'team_id' = $3)
+        RETURNING o.id
+        """,
+        kinds,
+        workspace,
+        team_id,
+        error[:500],
+    )
+    await conn.execute(
+        "UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now()"
+        " WHERE channel = 'slack' AND status = 'queued'"
+        " AND task_id IN (SELECT id FROM tasks WHERE workspace = $1)",
+        workspace,
+        error[:500],
+    )
+    return len(given_up)
+
+
+async def pending_tiers(
+    conn: asyncpg.Connection, workspace: str, team_id: str
+) -> list[tuple[UUID, int]]:
+    """The workspace's pending tasks and their current tiers, after giving each approver of
+    that tier known only by Slack id the email the team's user cache has for them."""
+    await conn.execute(
+        """
+        UPDATE approvers a SET email = u.email
+        FROM tasks t, slack_users u
+        WHERE t.workspace = $1 AND t.status = 'pending' AND a.task_id = t.id
+          AND a.tier = t.tier AND a.email IS NULL AND u.team_id = $2
+          AND u.user_id = a.slack_user_id AND u.email IS NOT NULL
+        """,
+        workspace,
+        team_id,
+    )
+    rows = await conn.fetch(
+        "SELECT id, tier FROM tasks WHERE workspace = $1 AND status = 'pending' ORDER BY id",
+        workspace,
+    )
+    return [(r["id"], r["tier"]) for r in rows]

@@ -25,6 +25,7 @@ from bot.runtime.metrics import Metrics
 from bot.slack.delivery import SlackChannel, SlackSender
 from bot.slack.install_flow import TeamsAuthorize, install_flow
 from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
+from bot.slack.revocation import RevokedTeamWork
 from bot.slack.teams import SlackTeams
 from bot.timeouts import Sweeper
 from handlers import health, links, mail
@@ -187,7 +188,7 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
         session = aiohttp.ClientSession()
         slack = _slack(app, pool, background, session) if settings.slack_enabled else None
         if settings.slack_distributed:
-            _distributed(app, pool, session)
+            slack = _distributed(app, pool, background, session)
         elif slack is None:
             log.info(
                 "Slack delivery is off: SLACK_BOT_TOKEN is not set",
@@ -212,7 +213,12 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             else [asyncio.create_task(keep_running("outbox-watch", watch.run, app[METRICS]))]
         )
         socket_mode = None
-        if edges and slack is not None and settings.slack_app_token:
+        if (
+            edges
+            and slack is not None
+            and settings.slack_app_token
+            and not settings.slack_distributed
+        ):
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             socket_mode = AsyncSocketModeHandler(app[BOLT], settings.slack_app_token)
@@ -265,25 +271,29 @@ def _slack(
         timeout=10,
         retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
     )
-    app[TEAMS] = SlackTeams(
+    teams = app[TEAMS] = SlackTeams(
         pool=pool, session=session, api_url=settings.slack_api_url, single=client
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS], teams=app[TEAMS])
     people.attach(people.SlackDirectory(client=client, pool=pool))
     return SlackSender(
         pool=background,
-        client=client,
+        teams=teams,
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,
     )
 
 
 def _distributed(
-    app: web.Application, pool: asyncpg.Pool, session: aiohttp.ClientSession
-) -> SlackTeams:
-    """Distributed mode: the teams' installations, the install flow, and the Bolt app that
+    app: web.Application,
+    pool: asyncpg.Pool,
+    background: Connections,
+    session: aiohttp.ClientSession,
+) -> SlackSender:
+    """Distributed mode: the teams' installations, the install flow, the Bolt app that
     authorizes each request with its own team's token (never Bolt's refresh, which would
-    spend a refresh token outside the team's lock)."""
+    spend a refresh token outside the team's lock), and the sender that speaks to each team
+    with its own token. A revoked installation gives up its team's Slack work."""
     settings = app[SETTINGS]
     teams = SlackTeams(
         pool=pool,
@@ -295,6 +305,7 @@ def _distributed(
         client_secret=settings.slack_client_secret,
     )
     app[TEAMS] = teams
+    teams.revocation_hooks.append(RevokedTeamWork(mail=settings.email_enabled))
     flow = install_flow(
         teams,
         client_id=settings.slack_client_id or "",
@@ -311,11 +322,17 @@ def _distributed(
         oauth_flow=flow,
         authorize=TeamsAuthorize(teams),
     )
+    people.attach(people.SlackDirectory(client=teams.new_client(None), pool=pool, teams=teams))
     log.info(
         "Slack is in distributed mode: each workspace connects by an install link",
         extra={"event": "slack.distributed"},
     )
-    return teams
+    return SlackSender(
+        pool=background,
+        teams=teams,
+        app_url=settings.taskjuice_app_url,
+        post_interval=settings.slack_post_interval,
+    )
 
 
 def _dispatcher(
@@ -335,7 +352,7 @@ def _dispatcher(
     )
     channels: list[ChannelPlugin] = []
     if slack is not None:
-        channels.append(SlackChannel(pool))
+        channels.append(SlackChannel(pool, distributed=slack.teams.distributed))
     if mailer is not None:
         channels.append(EmailChannel())
     fanout = Fanout(pool, channels=channels)

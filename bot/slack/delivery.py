@@ -27,6 +27,7 @@ from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
 from bot.slack.home import home_view, pending_approvals
+from bot.slack.teams import SlackTeams, TeamNotInstalled
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import slack as store
@@ -34,7 +35,7 @@ from store.database import Connections
 from store.deliveries import Delivery
 from store.outbox import OutboxItem
 
-__all__ = ["SLACK_KINDS", "SlackChannel", "SlackSender"]
+__all__ = ["SLACK_KINDS", "SlackChannel", "SlackSender", "Speaker", "queue_home"]
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,39 @@ def _failure(exc: Exception) -> Exception:
     return RetryLater(f"slack unreachable: {type(exc).__name__}")
 
 
-async def queue_home(conn: asyncpg.Connection, user: str) -> None:
-    """Refresh `user`'s App Home once everything this transaction writes is committed."""
-    await outbox.enqueue_unless_waiting(conn, HOME, {"user": user}, ordering_key=f"{HOME}:{user}")
+async def queue_home(conn: asyncpg.Connection, user: str, team_id: str | None = None) -> None:
+    """Refresh `user`'s App Home (in `team_id`, when known) once everything this transaction
+    writes is committed."""
+    payload = {"user": user} | ({"team_id": team_id} if team_id else {})
+    await outbox.enqueue_unless_waiting(conn, HOME, payload, ordering_key=f"{HOME}:{user}")
+
+
+# Errors that say the team's installation is gone: it is revoked (distributed mode).
+_REVOKED = {"invalid_auth", "account_inactive", "token_revoked"}
+# Methods that, called with an org-wide Enterprise Grid token, must name the team they are for.
+_NEEDS_TEAM = {
+    "users.lookupByEmail",
+    "users.info",
+    "conversations.open",
+    "conversations.history",
+    "chat.postMessage",
+    "chat.postEphemeral",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """The team a Slack call is for, with the client carrying that team's token."""
+
+    team_id: str
+    enterprise_id: str | None
+    client: AsyncWebClient
+    org_wide: bool = False
+
+    def args(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.org_wide and method in _NEEDS_TEAM:
+            return kwargs | {"team_id": self.team_id}
+        return kwargs
 
 
 @dataclass(slots=True)
@@ -92,13 +123,18 @@ class SlackChannel:
     """Turns task and alert changes into Slack outbox items (the channel plugin)."""
 
     pool: Connections
+    # Distributed mode: a workspace without an active Slack installation gets no Slack work.
+    distributed: bool = False
 
     async def tasks_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
     ) -> None:
         # Approvers who use the App Home see it change, whichever channel the change came by.
-        for user in await store.home_viewers(conn, [change.task_id for change in changes]):
-            await queue_home(conn, user)
+        for team, user in await store.home_viewers(conn, [change.task_id for change in changes]):
+            await queue_home(conn, user, team if self.distributed else None)
+        if self.distributed:
+            unserved = await store.unserved_tasks(conn, list({c.task_id for c in changes}))
+            changes = [change for change in changes if change.task_id not in unserved]
         wanted: list[deliveries.Planned] = []
         # Tasks whose messages to update, each with the tier they must be below: an escalation
         # updates the earlier tiers' messages and posts the new tier's (so, handled twice, it
@@ -139,6 +175,10 @@ class SlackChannel:
     async def alert_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, alert_id: int, event: str
     ) -> None:
+        if self.distributed:
+            alert = await alert_store.get(conn, alert_id)
+            if alert is None or not await store.workspace_served(conn, alert["workspace"]):
+                return
         await outbox.enqueue(
             conn,
             ALERT,
@@ -150,13 +190,13 @@ class SlackChannel:
 
 @dataclass(slots=True, kw_only=True)
 class SlackSender:
-    """Sends Slack outbox items with the one Web API client of the process."""
+    """Sends Slack outbox items, each with the token of the team it is for (`SlackTeams`:
+    the one client in single-workspace mode, the bound team's in distributed mode)."""
 
     pool: Connections
-    client: AsyncWebClient
+    teams: SlackTeams
     app_url: str
     post_interval: float = 1.0
-    _team_id: str | None = None
     _next_post: dict[str, float] = field(default_factory=dict)
 
     def handlers(self) -> dict[str, Any]:
@@ -168,14 +208,51 @@ class SlackSender:
             HOME: self.home,
         }
 
-    async def team_id(self) -> str:
-        if self._team_id is None:
-            try:
-                answer = await self.client.auth_test()
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-                raise _failure(exc) from exc
-            self._team_id = str(answer["team_id"])
-        return self._team_id
+    # --- which team ------------------------------------------------------------------------
+
+    async def speaker(self, team_id: str, enterprise_id: str | None) -> Speaker:
+        """The team's client (its rotating token refreshed first when due)."""
+        try:
+            client, org_wide = await self.teams.client_of(team_id, enterprise_id)
+        except TeamNotInstalled as exc:
+            raise GiveUp(f"slack: the app is not installed in team {team_id}") from exc
+        return Speaker(team_id, enterprise_id, client, org_wide)
+
+    async def speaker_of_workspace(self, workspace: str) -> Speaker:
+        """The team bound to `workspace`; GiveUp when it has none (distributed mode)."""
+        try:
+            team = await self.teams.team_of_workspace(workspace)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise _failure(exc) from exc
+        if team is None:
+            raise GiveUp(f"slack: workspace {workspace} has no connected Slack team")
+        return await self.speaker(*team)
+
+    async def speaker_of_task(self, task_id: UUID) -> Speaker:
+        async with self.pool.acquire() as conn:
+            workspace = await store.workspace_of_task(conn, task_id)
+        return await self.speaker_of_workspace(workspace or "")
+
+    async def speaker_of_user(self, user: str, payload: dict[str, Any]) -> Speaker:
+        """The team of work queued for a Slack user: named in the payload, else the one team
+        (single-workspace mode), else the team the bot last met the user in."""
+        team = payload.get("team_id")
+        if not self.teams.distributed:
+            return await self.speaker_of_workspace("")
+        found: tuple[str, str | None] | None
+        async with self.pool.acquire() as conn:
+            if team:
+                enterprise = payload.get("enterprise_id")
+                if enterprise is None:
+                    enterprise = await store.enterprise_of_team(conn, str(team))
+                found = (str(team), enterprise)
+            else:
+                found = await store.team_of_user(conn, user)
+        if found is None:
+            raise GiveUp(f"slack: no team known for user {user}")
+        return await self.speaker(*found)
+
+    # --- calls -----------------------------------------------------------------------------
 
     def _pace(self, channel: str) -> None:
         """About one message per second per channel; a faster post waits its turn."""
@@ -186,57 +263,72 @@ class SlackSender:
 
         self._next_post[channel] = now + self.post_interval
 
-    async def _call(self, method: str, **kwargs: Any) -> Any:
+    async def _call(self, speaker: Speaker, method: str, **kwargs: Any) -> Any:
         try:
-            return await self.client.api_call(method, json=kwargs)
+            return await speaker.client.api_call(method, json=speaker.args(method, kwargs))
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._revoked(speaker, exc)
             raise _failure(exc) from exc
 
-    async def _get(self, method: str, **params: Any) -> Any:
+    async def _get(self, speaker: Speaker, method: str, **params: Any) -> Any:
         try:
-            return await self.client.api_call(method, http_verb="GET", params=params)
+            return await speaker.client.api_call(
+                method, http_verb="GET", params=speaker.args(method, params)
+            )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._revoked(speaker, exc)
             raise _failure(exc) from exc
 
-    async def user_for(self, email: str) -> str:
-        """The Slack user of an email address, cached in the database."""
-        team = await self.team_id()
+    async def _revoked(self, speaker: Speaker, exc: Exception) -> None:
+        """Distributed mode: a call answered `invalid_auth`, `account_inactive` or
+        `token_revoked` revokes the team's installation (its queued Slack work is given up
+        by the revocation hooks) and gives this item up."""
+        if not self.teams.distributed or not isinstance(exc, SlackApiError):
+            return
+        error = str(exc.response.get("error", "")) if exc.response.data else ""
+        if error not in _REVOKED:
+            return
+        await self.teams.revoke(speaker.team_id, speaker.enterprise_id, "invalid_auth")
+        raise GiveUp(f"slack: {error}; the team's installation is revoked") from exc
+
+    async def user_for(self, speaker: Speaker, email: str) -> str:
+        """The Slack user of an email address in the speaker's team, cached in the database."""
         async with self.pool.acquire() as conn:
-            cached = await store.user_of_email(conn, team, email)
+            cached = await store.user_of_email(conn, speaker.team_id, email)
         if cached:
             return cached
-        answer = await self._get("users.lookupByEmail", email=email)
+        answer = await self._get(speaker, "users.lookupByEmail", email=email)
         user = answer["user"]
         async with self.pool.acquire() as conn:
-            await store.cache_user(conn, team, user["id"], email, user.get("tz"))
+            await store.cache_user(conn, speaker.team_id, user["id"], email, user.get("tz"))
         return str(user["id"])
 
-    async def _recipient_channel(self, delivery: Delivery) -> str:
+    async def _recipient_channel(self, speaker: Speaker, delivery: Delivery) -> str:
         if delivery.slack_channel:
             return delivery.slack_channel
         user = delivery.approver_slack_user_id
         if user is None:
             assert delivery.approver_email is not None
-            user = await self.user_for(delivery.approver_email)
-        opened = await self._call("conversations.open", users=user)
+            user = await self.user_for(speaker, delivery.approver_email)
+        opened = await self._call(speaker, "conversations.open", users=user)
         return str(opened["channel"]["id"])
 
     async def _render(
-        self, delivery: Delivery
+        self, speaker: Speaker, delivery: Delivery
     ) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
         """The task as it stands, and the message showing it to this delivery."""
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await tasks.content_hash(conn, delivery.task_id)
             if view is not None:
-                await self._known_users(conn, view["decisions"])
+                await self._known_users(conn, speaker.team_id, view["decisions"])
         if view is None or digest is None:
             return None
         mention = escalated_to = None
         if delivery.approver_id is None:  # a channel post mentions the tier's approvers
-            mention = await self._people(view, delivery.tier)
+            mention = await self._people(speaker, view, delivery.tier)
         if view["status"] == TaskStatus.PENDING and view["tier"] > delivery.tier:
-            escalated_to = await self._people(view, view["tier"])
+            escalated_to = await self._people(speaker, view, view["tier"])
         text, blocks = approval_message(
             view,
             tier=delivery.tier,
@@ -248,31 +340,37 @@ class SlackSender:
         )
         return view, text, blocks
 
-    async def _known_users(self, conn: asyncpg.Connection, audit: list[dict[str, Any]]) -> None:
+    async def _known_users(
+        self, conn: asyncpg.Connection, team: str, audit: list[dict[str, Any]]
+    ) -> None:
         """Show deciders known by email as Slack users when the cache knows them (no calls)."""
-        team = self._team_id
         for entry in audit:
             who = entry.get("by") or {}
-            if team and who.get("email") and not who.get("slack_user_id"):
+            if who.get("email") and not who.get("slack_user_id"):
                 user = await store.user_of_email(conn, team, who["email"])
                 if user:
                     entry["by"] = who | {"slack_user_id": user}
 
-    async def _people(self, view: dict[str, Any], tier: int) -> list[dict[str, Any]]:
-
+    async def _people(
+        self, speaker: Speaker, view: dict[str, Any], tier: int
+    ) -> list[dict[str, Any]]:
         people = view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
         shown = []
         for who in people:
             if not who.get("slack_user_id") and who.get("email"):
                 with contextlib.suppress(GiveUp):  # not in this Slack workspace: by email
-                    who = who | {"slack_user_id": await self.user_for(who["email"])}
+                    who = who | {"slack_user_id": await self.user_for(speaker, who["email"])}
             shown.append(who)
         return shown
 
-    async def _find_posted(self, channel: str, delivery_id: int) -> str | None:
+    async def _find_posted(self, speaker: Speaker, channel: str, delivery_id: int) -> str | None:
         """After an ambiguous failure: the ts of our earlier post, if Slack has it."""
         history = await self._get(
-            "conversations.history", channel=channel, limit=50, include_all_metadata="true"
+            speaker,
+            "conversations.history",
+            channel=channel,
+            limit=50,
+            include_all_metadata="true",
         )
         for message in history.get("messages", []):
             meta = message.get("metadata") or {}
@@ -284,13 +382,16 @@ class SlackSender:
                 return str(message["ts"])
         return None
 
+    # --- the outbox kinds ------------------------------------------------------------------
+
     async def post(self, item: OutboxItem) -> None:
         async with self.pool.acquire() as conn:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
         if delivery is None or delivery.status is not DeliveryStatus.QUEUED:
             return
         try:
-            rendered = await self._render(delivery)
+            speaker = await self.speaker_of_task(delivery.task_id)
+            rendered = await self._render(speaker, delivery)
             if rendered is None:
                 return
             task, text, blocks = rendered
@@ -298,18 +399,18 @@ class SlackSender:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
-            channel = await self._recipient_channel(delivery)
-            team = await self.team_id()
+            channel = await self._recipient_channel(speaker, delivery)
             if item.attempts > 1:
-                found = await self._find_posted(channel, delivery.id)
+                found = await self._find_posted(speaker, channel, delivery.id)
                 if found is not None:
                     async with self.pool.acquire() as conn:
                         await deliveries.mark_posted(
-                            conn, delivery.id, team_id=team, channel=channel, ts=found
+                            conn, delivery.id, team_id=speaker.team_id, channel=channel, ts=found
                         )
                     return
             self._pace(channel)
             answer = await self._call(
+                speaker,
                 "chat.postMessage",
                 channel=channel,
                 text=text,
@@ -328,7 +429,7 @@ class SlackSender:
             await deliveries.mark_posted(
                 conn,
                 delivery.id,
-                team_id=team,
+                team_id=speaker.team_id,
                 channel=str(answer["channel"]),
                 ts=str(answer["ts"]),
             )
@@ -338,12 +439,16 @@ class SlackSender:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
         if delivery is None or delivery.status is not DeliveryStatus.SENT or not delivery.slack_ts:
             return
-        rendered = await self._render(delivery)
-        if rendered is None:
-            return
-        _, text, blocks = rendered
         try:
+            speaker = await self.speaker_of_task(delivery.task_id)
+            if delivery.slack_team_id and delivery.slack_team_id != speaker.team_id:
+                return  # posted in a team the workspace is no longer bound to
+            rendered = await self._render(speaker, delivery)
+            if rendered is None:
+                return
+            _, text, blocks = rendered
             await self._call(
+                speaker,
                 "chat.update",
                 channel=delivery.slack_channel,
                 ts=delivery.slack_ts,
@@ -351,12 +456,14 @@ class SlackSender:
                 blocks=blocks,
             )
         except GiveUp:
-            return  # the message was deleted in Slack: nothing left to update
+            return  # the message was deleted in Slack, or its team is gone: nothing to update
 
     async def ephemeral(self, item: OutboxItem) -> None:
         payload = item.payload
         try:
+            speaker = await self.speaker_of_user(str(payload["user"]), payload)
             await self._call(
+                speaker,
                 "chat.postEphemeral",
                 channel=payload["channel"],
                 user=payload["user"],
@@ -373,11 +480,21 @@ class SlackSender:
             if alert is None:
                 return
             routing = await alert_store.routing(conn, alert["workspace"])
+        try:
+            speaker = await self.speaker_of_workspace(alert["workspace"])
+        except GiveUp as exc:
+            log.warning(
+                "slack alert not delivered",
+                extra={"event": "slack.alert_failed", "alert": alert_id, "error": exc.message},
+            )
+            return
         text, blocks, colour = alert_message(alert, app_url=self.app_url)
         attachments = [{"color": colour, "blocks": blocks, "fallback": text}]
-        if alert["slack_ts"]:
+        same_team = alert.get("slack_team_id") in (None, speaker.team_id)
+        if alert["slack_ts"] and same_team:
             with contextlib.suppress(GiveUp):
                 await self._call(
+                    speaker,
                     "chat.update",
                     channel=alert["slack_channel"],
                     ts=alert["slack_ts"],
@@ -389,10 +506,10 @@ class SlackSender:
         channel = routing.get("slack_channel")
         if not channel:
             return
-        team = await self.team_id()
         self._pace(channel)
         try:
             answer = await self._call(
+                speaker,
                 "chat.postMessage",
                 channel=channel,
                 text=text,
@@ -408,12 +525,23 @@ class SlackSender:
             return
         async with self.pool.acquire() as conn:
             await store.alert_posted(
-                conn, alert_id, team_id=team, channel=str(answer["channel"]), ts=str(answer["ts"])
+                conn,
+                alert_id,
+                team_id=speaker.team_id,
+                channel=str(answer["channel"]),
+                ts=str(answer["ts"]),
             )
 
     async def home(self, item: OutboxItem) -> None:
         user = str(item.payload["user"])
-        views, hashes = await pending_approvals(self.pool, await self.team_id(), user)
+        try:
+            speaker = await self.speaker_of_user(user, item.payload)
+        except GiveUp:
+            return
+        views, hashes = await pending_approvals(self.pool, speaker.team_id, user)
         await self._call(
-            "views.publish", user_id=user, view=home_view(views, hashes, app_url=self.app_url)
+            speaker,
+            "views.publish",
+            user_id=user,
+            view=home_view(views, hashes, app_url=self.app_url),
         )

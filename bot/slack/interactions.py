@@ -43,6 +43,7 @@ __all__ = [
     "deny_form",
     "deny_submitted",
     "home_opened",
+    "installation_revoked",
     "resume",
 ]
 
@@ -131,11 +132,18 @@ async def _refuse(pool: asyncpg.Pool, click: Click) -> None:
     user = click.actor.slack_user_id
     if not user or not click.channel:
         return
-    payload = {"channel": click.channel, "user": user, "text": FOREIGN_TEXT}
-    if click.team:
-        payload["team"] = click.team
+    payload = _private(click, user, FOREIGN_TEXT)
     async with pool.acquire() as conn, conn.transaction():
         await outbox.enqueue(conn, EPHEMERAL, payload)
+
+
+def _private(click: Click, user: str, text: str) -> dict[str, Any]:
+    """A private answer in the channel clicked in, sent with the token of the team whose
+    workspace that channel belongs to (for a Slack Connect clicker, not their own team)."""
+    payload: dict[str, Any] = {"channel": click.channel, "user": user, "text": text}
+    if click.team:
+        payload["team_id"] = click.team
+    return payload
 
 
 async def _decide(
@@ -187,10 +195,9 @@ async def approve(
     async with pool.acquire() as conn, conn.transaction():
         if explain_it:
             view = await tasks.task_view(conn, result.task.id) if result else None
-            payload = {"channel": click.channel, "user": user, "text": explain(result, view)}
-            await outbox.enqueue(conn, EPHEMERAL, payload)
+            await outbox.enqueue(conn, EPHEMERAL, _private(click, user, explain(result, view)))
         if refresh_home:
-            await queue_home(conn, user)
+            await queue_home(conn, user, click.team or click.actor.slack_team_id)
     return result
 
 
@@ -243,8 +250,7 @@ async def resume(pool: asyncpg.Pool, alert_id: int, click: Click, *, teams: Slac
         return False
     if not await works_for(teams, str(alert["workspace"]), _member(click)):
         if click.channel:
-            payload = {"channel": click.channel, "user": actor.slack_user_id}
-            payload |= {"text": RESUME_FOREIGN_TEXT} | ({"team": click.team} if click.team else {})
+            payload = _private(click, actor.slack_user_id, RESUME_FOREIGN_TEXT)
             async with pool.acquire() as conn, conn.transaction():
                 await outbox.enqueue(conn, EPHEMERAL, payload)
         return False
@@ -348,3 +354,35 @@ async def home_opened(pool: asyncpg.Pool, team: str, user: str) -> None:
         if team:
             await slack_store.home_seen(conn, team, user)
         await queue_home(conn, user)
+
+
+# --- the app uninstalled, its tokens revoked -------------------------------------------------
+
+REVOKING_EVENTS = ("app_uninstalled", "tokens_revoked")
+
+
+async def installation_revoked(
+    teams: SlackTeams, event: dict[str, Any], body: dict[str, Any]
+) -> bool:
+    """`app_uninstalled`, or `tokens_revoked` naming bot tokens: the team's installation is
+    revoked (`SlackTeams.revoke`, whose hooks give up its queued Slack work and mail its
+    pending approvals; `slack.uninstalled` is queued once however often Slack says so).
+    A `tokens_revoked` for user tokens only changes nothing. False when nothing was revoked."""
+    kind = event.get("type")
+    if kind not in REVOKING_EVENTS:
+        return False
+    if kind == "tokens_revoked":
+        tokens = event.get("tokens")
+        bots = tokens.get("bot") if isinstance(tokens, dict) else None
+        if not bots:
+            return False
+    team = body.get("team_id")
+    enterprise = body.get("enterprise_id")
+    team_id = team if isinstance(team, str) and team else None
+    enterprise_id = enterprise if isinstance(enterprise, str) and enterprise else None
+    if team_id is None and enterprise_id is None:
+        return False
+    if body.get("is_enterprise_install") is True:
+        team_id = None  # the organisation's install, not one of its teams
+    await teams.revoke(team_id, enterprise_id, str(kind))
+    return True

@@ -219,8 +219,16 @@ class SlackTeams:
     async def client_for(self, team_id: str, enterprise_id: str | None = None) -> AsyncWebClient:
         """The client carrying `team_id`'s bot token (refreshed first when due). Raises
         TeamNotInstalled when the team has no live installation."""
+        client, _ = await self.client_of(team_id, enterprise_id)
+        return client
+
+    async def client_of(
+        self, team_id: str, enterprise_id: str | None = None
+    ) -> tuple[AsyncWebClient, bool]:
+        """`client_for()`, and whether its token is an org-wide (Enterprise Grid) one, whose
+        calls about one team must name it (`team_id`)."""
         if self.single is not None:
-            return self.single
+            return self.single, False
         found = await self.bot_for(team_id, enterprise_id)
         if found is None:
             raise TeamNotInstalled(f"The app is not installed in Slack team {team_id}.")
@@ -228,7 +236,7 @@ class SlackTeams:
         client = self._clients.get(key)
         if client is None or client.token != bot.bot_token:
             client = self._clients[key] = self.new_client(bot.bot_token)
-        return client
+        return client, key[1] is None
 
     async def bot_for(
         self, team_id: str | None, enterprise_id: str | None = None
