@@ -107,7 +107,7 @@ async def test_a_click_on_no_task_is_explained_and_a_click_in_app_home_refreshes
     home = Click(button=await _button(pool, view), actor=LEE, container="view")
     result = await interactions.approve(pool, home, teams=teams)
     assert result is not None and result.changed
-    assert {"user": LEE.slack_user_id} in await _queued(pool, HOME)
+    assert {"user": LEE.slack_user_id, "team_id": LEE.slack_team_id} in await _queued(pool, HOME)
     assert len(await _queued(pool, EPHEMERAL)) == 1  # no channel: nothing to explain there
 
 

@@ -31,7 +31,7 @@ from tests.slack_support import (
     workspace,
 )
 from tests.support import CallbackReceiver, eventually, free_port
-from tests.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
+from tests.integration.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
 
 SECRET = "fake-signing-secret-tenants"
 BETA = "T0BETA001"
@@ -197,7 +197,7 @@ async def test_a_click_from_another_team_decides_nothing_and_is_refused_privatel
     assert status == 200
     assert await status_of(distributed, task_id) == "pending"
     [told] = await ephemerals(pool)
-    assert told == {"channel": BETA_ALERTS, "user": BEN, "text": FOREIGN_TEXT, "team": BETA}
+    assert told == {"channel": BETA_ALERTS, "user": BEN, "text": FOREIGN_TEXT, "team_id": BETA}
 
     # Lee, of Acme, decides the same task.
     status, _ = await tenant.interact(
@@ -220,7 +220,7 @@ async def test_a_slack_connect_guest_with_an_approvers_email_is_refused(
     )
     assert status == 200 and await status_of(distributed, task_id) == "pending"
     [told] = await ephemerals(pool)
-    assert told["user"] == EVE and told["text"] == FOREIGN_TEXT and told["team"] == TEAM
+    assert told["user"] == EVE and told["text"] == FOREIGN_TEXT and told["team_id"] == TEAM
     async with pool.acquire() as conn:
         assert (
             await conn.fetchval(
