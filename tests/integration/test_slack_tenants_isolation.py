@@ -18,6 +18,7 @@ from bot.devkit.slack_api import SlackApiDouble
 from bot.slack.blocks import DENY_MODAL, button_value
 from bot.slack.interactions import FOREIGN_TEXT
 from tests.conftest import Service, approval_body, make_settings, slack_settings, start_service
+from tests.integration.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
 from tests.slack_support import (
     ALERTS,
     APPROVALS,
@@ -31,7 +32,6 @@ from tests.slack_support import (
     workspace,
 )
 from tests.support import CallbackReceiver, eventually, free_port
-from tests.integration.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
 
 SECRET = "fake-signing-secret-tenants"
 BETA = "T0BETA001"
