@@ -134,7 +134,7 @@ class MailSender:
             digest = await tasks.content_hash(conn, delivery.task_id)
         if view is None or digest is None or delivery.approver_email is None:
             return
-        if view["status"] != TaskStatus.PENDING or view["tier"] != delivery.tier:
+        if view.status is not TaskStatus.PENDING or view.tier != delivery.tier:
             async with self.pool.acquire() as conn:
                 await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.slack.blocks import approval_message, cut
+from bot.task_view import TaskView
 from store import slack as slack_store
 from store import tasks
 from store.database import Connections
@@ -24,7 +25,7 @@ HELP_TEXT = (
 
 async def pending_approvals(
     pool: Connections, team_id: str, user_id: str
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[TaskView], list[str]]:
     """The person's pending requests (by Slack user, or by their cached email) with the
     content hash each message's buttons carry."""
     views, hashes = [], []
@@ -40,7 +41,7 @@ async def pending_approvals(
 
 
 def approvals_blocks(
-    views: list[dict[str, Any]], hashes: list[str], *, app_url: str, limit: int = 45
+    views: list[TaskView], hashes: list[str], *, app_url: str, limit: int = 45
 ) -> list[dict[str, Any]]:
     """Each pending request with its buttons, separated by dividers, within `limit` blocks."""
     if not views:
@@ -52,7 +53,7 @@ def approvals_blocks(
         ]
     blocks: list[dict[str, Any]] = []
     for view, digest in zip(views, hashes, strict=True):
-        _, shown = approval_message(view, tier=view["tier"], app_url=app_url, content_hash=digest)
+        _, shown = approval_message(view, tier=view.tier, app_url=app_url, content_hash=digest)
         if len(blocks) + len(shown) + 1 > limit:
             blocks.append(
                 {
@@ -70,7 +71,7 @@ def approvals_blocks(
     return blocks
 
 
-def home_view(views: list[dict[str, Any]], hashes: list[str], *, app_url: str) -> dict[str, Any]:
+def home_view(views: list[TaskView], hashes: list[str], *, app_url: str) -> dict[str, Any]:
     """The App Home tab: the person's pending approvals with working buttons."""
     count = len(views)
     title = (
