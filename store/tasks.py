@@ -487,7 +487,7 @@ class DecisionWrite:
     task_id: UUID
     tier: int
     version: int
-    action: str
+    action: AuditAction
     via: Channel
     actor: Actor | None
     approver_id: int | None
@@ -562,7 +562,7 @@ async def record_decisions(
         [w.task_id for w in writes],
         [w.tier for w in writes],
         [w.approver_id for w in writes],
-        [w.action for w in writes],
+        [w.action.value for w in writes],
         [w.via.value for w in writes],
         [w.actor.email if w.actor else None for w in writes],
         [w.actor.slack_user_id if w.actor else None for w in writes],
