@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.domain import AlertKind, AlertState, ConnectionState, SpendStage, ThroughputState
 from bot.outbox import consequences
 from bot.platform.schemas import WORKSPACE_PATTERN
 from bot.platform.validation import check_schema
@@ -31,11 +32,11 @@ __all__ = [
     "workspaces_routed_to",
 ]
 
-SPEND_SOFT = "spend.soft"
-SPEND_HARD = "spend.hard"
-CONNECTION = "connection"
-CONNECTION_SUMMARY = "connection.summary"
-THROUGHPUT = "throughput"
+SPEND_SOFT = AlertKind.SPEND_SOFT.value
+SPEND_HARD = AlertKind.SPEND_HARD.value
+CONNECTION = AlertKind.CONNECTION.value
+CONNECTION_SUMMARY = AlertKind.CONNECTION_SUMMARY.value
+THROUGHPUT = AlertKind.THROUGHPUT.value
 
 
 async def set_routing(pool: asyncpg.Pool, workspace: str, body: Any) -> dict[str, Any]:
@@ -93,12 +94,12 @@ async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
     """Soft: announce each newly crossed threshold once per period. Hard: one cap-reached
     notice per period, listing the paused workflows. Cleared: that notice says so."""
     event = check_schema("SpendEvent", body)
-    workspace, period, stage = event["workspace"], event["period"], event["stage"]
+    workspace, period, stage = event["workspace"], event["period"], SpendStage(event["stage"])
     figures = {k: event[k] for k in ("spend", "cap", "currency")}
     notices: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
         event_id = await alerts.record_event(conn, workspace, "spend", event)
-        if stage == "soft":
+        if stage is SpendStage.SOFT:
             routing = await alerts.routing(conn, workspace)
             # Bounded, so an absurd ratio can never become an infinity JSON cannot hold.
             percent = min(100.0 * event["spend"] / event["cap"], 1e6)
@@ -107,14 +108,14 @@ async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
             for threshold in crossed:
                 # Only the highest threshold crossed is announced; lower ones are marked
                 # as passed so a later event does not announce them out of order.
-                state = "announced" if threshold == crossed[-1] else "passed"
+                state = AlertState.ANNOUNCED if threshold == crossed[-1] else AlertState.PASSED
                 step = (
                     await alerts.advance(
                         conn,
                         workspace=workspace,
                         kind=SPEND_SOFT,
                         subject=f"{period}:{threshold}",
-                        state=state,
+                        state=state.value,
                         data={
                             "threshold": threshold,
                             "period": period,
@@ -125,7 +126,7 @@ async def spend_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
                     if await _fresh(conn, workspace, SPEND_SOFT, f"{period}:{threshold}")
                     else None
                 )
-                if step is not None and step.changed and state == "announced":
+                if step is not None and step.changed and state is AlertState.ANNOUNCED:
                     notices.append(await _notify(conn, step, "threshold"))
         else:
             notices += await _spend_hard(conn, event, figures)
@@ -141,33 +142,34 @@ async def _spend_hard(
 ) -> list[dict[str, Any]]:
     workspace, period = event["workspace"], event["period"]
     known = await alerts.current(conn, workspace=workspace, kind=SPEND_HARD, subject=period)
-    if event["stage"] == "cleared":
-        if known is None or known[0] == "cleared":
+    if SpendStage(event["stage"]) is SpendStage.CLEARED:
+        if known is None or known[0] == AlertState.CLEARED:
             return []
-        state, data = "cleared", known[1]
+        state, data = AlertState.CLEARED, known[1]
     else:
-        data = dict(known[1]) if known and known[0] == "reached" else {"workflows": []}
+        data = dict(known[1]) if known and known[0] == AlertState.REACHED else {"workflows": []}
         workflow = event.get("workflow")
         if workflow and all(w["id"] != workflow["id"] for w in data["workflows"]):
             data["workflows"] = [*data["workflows"], workflow]
-        state, data = "reached", data | figures | {"period": period}
+        state, data = AlertState.REACHED, data | figures | {"period": period}
     step = await alerts.advance(
-        conn, workspace=workspace, kind=SPEND_HARD, subject=period, state=state, data=data
+        conn, workspace=workspace, kind=SPEND_HARD, subject=period, state=state.value, data=data
     )
-    return [await _notify(conn, step, state)] if step.changed else []
+    return [await _notify(conn, step, state.value)] if step.changed else []
 
 
 async def connection_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
     """One notice per connection, and the workspace's summary of how many need reauth."""
     event = check_schema("ConnectionEvent", body)
-    workspace, connection, state = event["workspace"], event["connection"], event["state"]
+    workspace, connection = event["workspace"], event["connection"]
+    state = ConnectionState(event["state"])
     notices: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
         event_id = await alerts.record_event(conn, workspace, "connection", event)
         known = await alerts.current(
             conn, workspace=workspace, kind=CONNECTION, subject=connection["id"]
         )
-        if state == "active" and known is None:
+        if state is ConnectionState.ACTIVE and known is None:
             return _answer(event_id, [])  # never reported broken: nothing to say
         data = {"connection": connection, "paused_runs": event.get("paused_runs")}
         step = await alerts.advance(
@@ -175,18 +177,20 @@ async def connection_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
             workspace=workspace,
             kind=CONNECTION,
             subject=connection["id"],
-            state=state,
+            state=state.value,
             data=data,
         )
         if step.changed:
-            notices.append(await _notify(conn, step, state))
-            broken = await alerts.count_in_state(conn, workspace, CONNECTION, "error")
+            notices.append(await _notify(conn, step, state.value))
+            broken = await alerts.count_in_state(
+                conn, workspace, CONNECTION, ConnectionState.ERROR.value
+            )
             summary = await alerts.advance(
                 conn,
                 workspace=workspace,
                 kind=CONNECTION_SUMMARY,
                 subject="",
-                state="open" if broken else "resolved",
+                state=(AlertState.OPEN if broken else AlertState.RESOLVED).value,
                 data={"count": broken},
             )
             if summary.changed:
@@ -197,28 +201,29 @@ async def connection_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
 async def throughput_event(pool: asyncpg.Pool, body: Any) -> dict[str, Any]:
     """A tripped breaker gets one notice per workflow; `cleared` updates it."""
     event = check_schema("ThroughputEvent", body)
-    workspace, workflow, state = event["workspace"], event["workflow"], event["state"]
+    workspace, workflow = event["workspace"], event["workflow"]
+    state = ThroughputState(event["state"])
     notices: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
         event_id = await alerts.record_event(conn, workspace, "throughput", event)
         known = await alerts.current(
             conn, workspace=workspace, kind=THROUGHPUT, subject=workflow["id"]
         )
-        if state == "cleared" and known is None:
+        if state is ThroughputState.CLEARED and known is None:
             return _answer(event_id, [])
         data = {"workflow": workflow, "rate": event.get("rate"), "cap": event.get("cap")}
-        if state == "cleared" and known is not None:
+        if state is ThroughputState.CLEARED and known is not None:
             data = known[1] | {"workflow": workflow}
         step = await alerts.advance(
             conn,
             workspace=workspace,
             kind=THROUGHPUT,
             subject=workflow["id"],
-            state=state,
+            state=state.value,
             data=data,
         )
         if step.changed:
-            notices.append(await _notify(conn, step, state))
+            notices.append(await _notify(conn, step, state.value))
     return _answer(event_id, notices)
 
 
@@ -230,7 +235,7 @@ async def request_resume(
         row = await conn.fetchrow(
             "SELECT * FROM alert_state WHERE id = $1 AND kind = $2 FOR UPDATE", alert_id, THROUGHPUT
         )
-        if row is None or row["state"] != "tripped":
+        if row is None or row["state"] != AlertState.TRIPPED:
             return False
         at = await conn.fetchval("SELECT now()")
         stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -240,7 +245,7 @@ async def request_resume(
             workspace=row["workspace"],
             kind=THROUGHPUT,
             subject=row["subject"],
-            state="resume_requested",
+            state=AlertState.RESUME_REQUESTED.value,
             data=data,
         )
         await consequences.workflow_callback(
@@ -257,7 +262,7 @@ async def request_resume(
                 },
             },
         )
-        await _notify(conn, step, "resume_requested")
+        await _notify(conn, step, AlertState.RESUME_REQUESTED.value)
         return True
 
 

@@ -15,12 +15,14 @@ from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.outbox import consequences
 from bot.people import Links, Person, same
 from bot.platform.schemas import MAX_EXPIRY_SECONDS
+from bot.task_view import TaskView
 from store import idempotency, tasks
 from store import slack as slack_store
 
 __all__ = ["CreateResult", "content_hash", "create", "get", "list_page", "request_hash"]
 
 CreateResult = tuple[dict[str, Any], bool]
+"""The created task's JSON (as first answered, on a replay) and whether it is a replay."""
 
 
 def content_hash(new: NewApproval) -> str:
@@ -74,14 +76,15 @@ async def create(
         task_id = uuid.uuid4()
         await tasks.insert(conn, task_id, new, content_hash(new))
         await consequences.task_changed(conn, task_id, "created")
-        view = await tasks.task_view(conn, task_id)
-        assert view is not None
+        created = await tasks.task_view(conn, task_id)
+        assert created is not None
+        view = created.as_json()
         if idempotency_key is not None:
             await idempotency.complete(conn, "approvals.create", idempotency_key, 201, view)
         return view, False
 
 
-async def get(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
+async def get(pool: asyncpg.Pool, task_id: UUID) -> TaskView:
     async with pool.acquire() as conn:
         view = await tasks.task_view(conn, task_id)
     if view is None:
@@ -96,7 +99,7 @@ async def list_page(
     status: str | None,
     limit: int,
     after: tuple[datetime, UUID] | None,
-) -> list[dict[str, Any]]:
+) -> list[TaskView]:
     """One page of task views, newest first, after the (created_at, id) cursor."""
     async with pool.acquire() as conn:
         return await tasks.list_page(

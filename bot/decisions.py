@@ -317,7 +317,7 @@ def _judge(context: tasks.DecisionContext, request: _Request) -> DecisionResult 
         task_id=task.id,
         tier=task.tier,
         version=context.version,
-        action=request.outcome.value,
+        action=AuditAction(request.outcome.value),
         via=request.via,
         actor=person,
         approver_id=approver.id,

@@ -10,10 +10,13 @@ from uuid import UUID
 
 __all__ = [
     "Actor",
+    "AlertKind",
+    "AlertState",
     "ApprovalTask",
     "Approver",
     "AuditAction",
     "Channel",
+    "ConnectionState",
     "Decision",
     "DeliveryStatus",
     "NewApproval",
@@ -23,7 +26,9 @@ __all__ = [
     "Outcome",
     "Resolution",
     "Reversibility",
+    "SpendStage",
     "TaskStatus",
+    "ThroughputState",
     "TimeoutPolicy",
 ]
 
@@ -114,6 +119,57 @@ class OutboxKind(enum.StrEnum):
     CALLBACK = "callback"
     TASK_CHANGED = "task.changed"
     ALERT_CHANGED = "alert.changed"
+
+
+class SpendStage(enum.StrEnum):
+    """A spend event's stage (`POST /api/v1/events/spend`)."""
+
+    SOFT = "soft"
+    HARD = "hard"
+    CLEARED = "cleared"
+
+
+class ConnectionState(enum.StrEnum):
+    """A connection event's state (`POST /api/v1/events/connection`)."""
+
+    ERROR = "error"
+    ACTIVE = "active"
+
+
+class ThroughputState(enum.StrEnum):
+    """A throughput breaker event's state (`POST /api/v1/events/throughput`)."""
+
+    TRIPPED = "tripped"
+    CLEARED = "cleared"
+
+
+class AlertKind(enum.StrEnum):
+    """What an alert subject is about (`alert_state.kind`)."""
+
+    SPEND_SOFT = "spend.soft"
+    SPEND_HARD = "spend.hard"
+    CONNECTION = "connection"
+    CONNECTION_SUMMARY = "connection.summary"
+    THROUGHPUT = "throughput"
+
+
+class AlertState(enum.StrEnum):
+    """Where an alert subject stands (`alert_state.state`); a connection and a throughput
+    breaker take their event's state (`ConnectionState`, `ThroughputState`)."""
+
+    ANNOUNCED = "announced"
+    """A soft spend threshold, the highest crossed: announced once."""
+    PASSED = "passed"
+    """A soft spend threshold below the highest crossed: never announced."""
+    REACHED = "reached"
+    CLEARED = "cleared"
+    ERROR = "error"
+    ACTIVE = "active"
+    OPEN = "open"
+    """The connection summary: some connections need reauthorization."""
+    RESOLVED = "resolved"
+    TRIPPED = "tripped"
+    RESUME_REQUESTED = "resume_requested"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.decisions import DecisionResult, Verdict
-from bot.domain import AuditAction, Channel, Reversibility
+from bot.domain import Actor, AuditAction, Channel, Reversibility
+from bot.task_view import TaskView
 
 __all__ = [
     "PAGE",
@@ -25,6 +26,7 @@ __all__ = [
     "SLACK",
     "Badge",
     "Style",
+    "Who",
     "badge",
     "badge_parts",
     "channel",
@@ -63,22 +65,33 @@ def slack_date(value: str | datetime, fmt: str = "{date_short_pretty} at {time}"
     return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
 
 
-def person(who: Mapping[str, Any] | None) -> str:
-    """A mention when the Slack user is known, otherwise the escaped email address."""
+Who = Actor | Mapping[str, Any] | None
+"""A person as a record, or as the platform's JSON names them (email, slack_user_id)."""
+
+
+def _names(who: Who) -> tuple[str | None, str | None]:
+    """(email, Slack user id) of a person, either maybe absent."""
+    if isinstance(who, Actor):
+        return who.email, who.slack_user_id
     if not who:
-        return "someone"
-    if who.get("slack_user_id"):
-        return f"<@{who['slack_user_id']}>"
-    return mrkdwn(who.get("email") or "someone", 200)
+        return None, None
+    return who.get("email"), who.get("slack_user_id")
+
+
+def person(who: Who) -> str:
+    """A mention when the Slack user is known, otherwise the escaped email address."""
+    email, user = _names(who)
+    if user:
+        return f"<@{user}>"
+    return mrkdwn(email or "someone", 200)
 
 
 # --- Styles -----------------------------------------------------------------------------------
 
 
-def _plain_person(who: Mapping[str, Any] | None) -> str:
-    if not who:
-        return "someone"
-    return str(who.get("email") or who.get("slack_user_id") or "someone")
+def _plain_person(who: Who) -> str:
+    email, user = _names(who)
+    return str(email or user or "someone")
 
 
 def _utc(at: str | datetime) -> str:
@@ -90,7 +103,7 @@ def _utc(at: str | datetime) -> str:
 class Style:
     """How a channel names a person, a time and a label, and marks an outcome."""
 
-    person: Callable[[Mapping[str, Any] | None], str]
+    person: Callable[[Who], str]
     time: Callable[[datetime], str]
     strong: Callable[[str], str]
     icons: bool
@@ -106,9 +119,9 @@ PLAIN = Style(person=_plain_person, time=_utc, strong=lambda text: text, icons=F
 PAGE = PLAIN
 
 
-def requester(who: Mapping[str, Any] | None, style: Style) -> str:
+def requester(who: Who, style: Style) -> str:
     """Who asked for an approval: a person, or the platform when nobody is named."""
-    if not who or not (who.get("email") or who.get("slack_user_id")):
+    if not any(_names(who)):
         return "the platform"
     return style.person(who)
 
@@ -164,33 +177,28 @@ def outcome_label(action: str, style: Style) -> str:
     return f"{icon} {style.strong(label)}" if style.icons else label
 
 
-def outcome_line(view: Mapping[str, Any], style: Style = SLACK) -> str:
+def outcome_line(view: TaskView, style: Style = SLACK) -> str:
     """One line saying how the task ended: what, who, via which channel, when ("" if it has
     not ended)."""
-    ending = [d for d in view.get("decisions", []) if d["action"] in ENDING_ACTIONS]
+    ending = [d for d in view.decisions or () if d.action in ENDING_ACTIONS]
     if not ending:
         return ""
     final = ending[-1]
-    label = outcome_label(final["action"], style)
-    when = slack_date(final["at"]) if style is SLACK else _utc(final["at"])
-    if final["action"] == "approve":
-        approvers = [
-            d["by"]
-            for d in view["decisions"]
-            if d["action"] == "approve" and d["tier"] == final["tier"]
-        ]
-        who = " and ".join(style.person(p) for p in approvers)
-        return f"{label} by {who} via {channel(final['via'])} · {when}"
-    if final["action"] == "deny":
-        line = f"{label} by {style.person(final['by'])} via {channel(final['via'])} · {when}"
-        if final.get("reason"):
-            reason = final["reason"]
+    label = outcome_label(final.action, style)
+    when = slack_date(final.at) if style is SLACK else _utc(final.at)
+    if final.action is AuditAction.APPROVE:
+        who = " and ".join(style.person(p) for p in view.approvals_at(final.tier))
+        return f"{label} by {who} via {channel(final.via)} · {when}"
+    if final.action is AuditAction.DENY:
+        line = f"{label} by {style.person(final.by)} via {channel(final.via)} · {when}"
+        if final.reason:
+            reason = final.reason
             line += f"\n>{mrkdwn(reason, 1500)}" if style is SLACK else f"\nReason: {reason}"
         return line
     return f"{label} · {when}"
 
 
-def ended(action: str, via: str, who: Mapping[str, Any] | None, at: datetime, style: Style) -> str:
+def ended(action: str, via: str, who: Who, at: datetime, style: Style) -> str:
     """How a task ended, from the audit row that ended it."""
     when = style.time(at)
     if action in ("expire", "proceed"):
@@ -251,31 +259,21 @@ def badge(reversibility: str, style: Style) -> str:
 # --- Why a decision changed nothing -------------------------------------------------------------
 
 
-def _tier_people(view: Mapping[str, Any]) -> list[dict[str, Any]]:
-    tier = int(view["tier"])
-    people: list[dict[str, Any]] = (
-        view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
-    )
-    return people
-
-
-def explain(
-    result: DecisionResult | None, view: Mapping[str, Any] | None, style: Style = SLACK
-) -> str:
+def explain(result: DecisionResult | None, view: TaskView | None, style: Style = SLACK) -> str:
     """One or two sentences: what happened already, or why this person cannot decide."""
     if result is None or view is None:
         return "This button is no longer valid: the request could not be found."
     decision = result.decision
     if result.verdict is Verdict.ALREADY_FINISHED:
         if decision is None:
-            return f"This request is already {view['status']}."
+            return f"This request is already {view.status.value}."
         who = decision.actor.as_json() if decision.actor else None
         return ended(decision.action, decision.via.value, who, decision.decided_at, style)
     if result.verdict is Verdict.ALREADY_VOTED and decision is not None:
         return (
             f"You already {_PAST.get(decision.action, 'decided')} this request "
             f"at {style.time(decision.decided_at)}; it is waiting for "
-            f"{view['required_approvals'] - result.approvals or 'more'} more approval(s)."
+            f"{view.required_approvals - result.approvals or 'more'} more approval(s)."
         )
     if result.verdict is Verdict.SELF_APPROVAL:
         return "You asked for this approval, so you cannot approve it yourself."
@@ -286,11 +284,11 @@ def explain(
             "Slack), and Slack could not be asked just now. Please try again in a few minutes."
         )
     if result.verdict is Verdict.STALE:
-        if view["tier"] > result.task.tier or view["tier"] > 0:
-            names = ", ".join(style.person(p) for p in _tier_people(view))
+        if view.tier > result.task.tier or view.tier > 0:
+            names = ", ".join(style.person(p) for p in view.tier_approvers(view.tier))
             return f"This request was escalated to {names}; this message is out of date."
         return "This message is out of date: the request changed. Use the latest message."
     if result.verdict is Verdict.NOT_APPROVER:
-        names = ", ".join(style.person(p) for p in _tier_people(view))
+        names = ", ".join(style.person(p) for p in view.tier_approvers(view.tier))
         return f"Only the approvers of this request can decide it: {names}."
     return "Nothing was changed."

@@ -142,7 +142,8 @@ async def create_approval(request: web.Request) -> web.Response:
 
 
 async def get_approval(request: web.Request) -> web.Response:
-    return web.json_response(await approvals.get(request.config_dict[POOL], _task_id(request)))
+    view = await approvals.get(request.config_dict[POOL], _task_id(request))
+    return web.json_response(view.as_json())
 
 
 def _limit(request: web.Request) -> int:
@@ -189,9 +190,10 @@ async def list_approvals(request: web.Request) -> web.Response:
         fields |= exc.fields
     if fields:
         raise ValidationFailed(fields)
-    items = await approvals.list_page(
+    views = await approvals.list_page(
         request.config_dict[POOL], workspace=workspace, status=status, limit=limit, after=after
     )
+    items = [view.as_json() for view in views]
     last = items[-1] if len(items) == limit else None
     cursor = _cursor_out(last["created_at"], last["id"]) if last else None
     return web.json_response({"items": items, "next_cursor": cursor})
@@ -207,9 +209,9 @@ async def cancel_approval(request: web.Request) -> web.Response:
         metrics=request.config_dict[METRICS],
     )
     view = await approvals.get(request.config_dict[POOL], task_id)
-    if result.verdict is decisions.Verdict.ALREADY_FINISHED and view["status"] != "cancelled":
-        raise Conflict(f"The task is already {view['status']}; it cannot be cancelled.")
-    return web.json_response(view)
+    if result.verdict is decisions.Verdict.ALREADY_FINISHED and view.status != TaskStatus.CANCELLED:
+        raise Conflict(f"The task is already {view.status.value}; it cannot be cancelled.")
+    return web.json_response(view.as_json())
 
 
 async def spend_event(request: web.Request) -> web.Response:
@@ -272,7 +274,7 @@ async def retry_outbox(request: web.Request) -> web.Response:
         raise NotFound("No such dead-lettered outbox item.")
     if not await dispatcher.retry(request.config_dict[POOL], item):
         raise NotFound("No such dead-lettered outbox item.")
-    return web.json_response({"id": item, "status": "pending"})
+    return web.json_response({"id": item, "status": OutboxStatus.PENDING.value})
 
 
 def _workspace(request: web.Request) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bot.domain import Reversibility
 from bot.errors import UNAVAILABLE
 from bot.links.pages import LinkPage, LinkState, decide_by_link, open_link
 from bot.links.tokens import LinkSigner
@@ -79,11 +79,11 @@ def _page(
             title="Review and decide",
             task=task,
             acting_as=page.acting_as,
-            details=list(task["details"].items()),
-            requested_by=requester(task.get("requested_by"), PAGE),
-            expires=PAGE.time(datetime.fromisoformat(task["expires_at"])),
-            badge=badge(task["reversibility"], PAGE),
-            irreversible=task["reversibility"] == "irreversible",
+            details=list(task.details.items()),
+            requested_by=requester(task.requested_by, PAGE),
+            expires=PAGE.time(task.expires_at),
+            badge=badge(task.reversibility, PAGE),
+            irreversible=task.reversibility is Reversibility.IRREVERSIBLE,
             word=signer.confirm_word(page.link_id),
             nonce=signer.nonce(page.link_id),
             action=request.path,
@@ -92,9 +92,7 @@ def _page(
             approve_effect="The workflow continues with this step.",
         )
     title, eyebrow = _TITLES[page.state]
-    inbox = (
-        f"{settings.taskjuice_app_url}/{task['workspace']}/monitoring/approvals" if task else None
-    )
+    inbox = f"{settings.taskjuice_app_url}/{task.workspace}/monitoring/approvals" if task else None
     return _render(
         request,
         "pages/message.html.j2",

@@ -26,6 +26,7 @@ from bot.domain import (
     TaskStatus,
     TimeoutPolicy,
 )
+from bot.task_view import TaskView
 
 __all__ = [
     "DecisionContext",
@@ -36,9 +37,11 @@ __all__ = [
     "delivery_states",
     "insert",
     "list_page",
+    "list_rows",
     "load_for_decisions",
     "lock",
     "record_decisions",
+    "task_row",
     "task_view",
     "workspace_of",
 ]
@@ -195,8 +198,14 @@ async def workspace_of(conn: asyncpg.Connection, task_id: UUID) -> str | None:
     return workspace
 
 
-async def task_view(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:
+async def task_view(conn: asyncpg.Connection, task_id: UUID) -> TaskView | None:
     """The task as the API shows it: with approvers, escalation tiers, audit and deliveries."""
+    row = await task_row(conn, task_id)
+    return TaskView.from_row(row) if row is not None else None
+
+
+async def task_row(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:
+    """What `task_view` reads, as the mapping `TaskView.from_row` takes (the API's JSON)."""
     row = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
     if row is None:
         return None
@@ -308,8 +317,21 @@ async def list_page(
     status: str | None,
     limit: int,
     after: tuple[datetime, UUID] | None,
-) -> list[dict[str, Any]]:
+) -> list[TaskView]:
     """One page of tasks, newest first, after the (created_at, id) cursor; no audit rows."""
+    rows = await list_rows(conn, workspace=workspace, status=status, limit=limit, after=after)
+    return [TaskView.from_row(row) for row in rows]
+
+
+async def list_rows(
+    conn: asyncpg.Connection,
+    *,
+    workspace: str | None,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> list[dict[str, Any]]:
+    """What `list_page` reads, as the mappings `TaskView.from_row` takes."""
     rows = await conn.fetch(
         """
         SELECT * FROM tasks
@@ -474,7 +496,7 @@ class DecisionWrite:
     task_id: UUID
     tier: int
     version: int
-    action: str
+    action: AuditAction
     via: Channel
     actor: Actor | None
     approver_id: int | None
@@ -549,7 +571,7 @@ async def record_decisions(
         [w.task_id for w in writes],
         [w.tier for w in writes],
         [w.approver_id for w in writes],
-        [w.action for w in writes],
+        [w.action.value for w in writes],
         [w.via.value for w in writes],
         [w.actor.email if w.actor else None for w in writes],
         [w.actor.slack_user_id if w.actor else None for w in writes],

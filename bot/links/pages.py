@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,10 +17,11 @@ import asyncpg
 
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
-from bot.domain import Actor, Channel, Decision, Outcome
+from bot.domain import Actor, AuditAction, Channel, Decision, Outcome
 from bot.links.tokens import LinkSigner
 from bot.platform.validation import unfit_text
 from bot.runtime.metrics import Metrics
+from bot.task_view import AuditEntry, TaskView
 from bot.wording import PAGE, ended, explain, link_recorded, past, votes_recorded
 from store import mail, tasks
 
@@ -57,7 +57,7 @@ class LinkPage:
 
     state: LinkState
     link_id: int | None = None
-    task: dict[str, Any] | None = None
+    task: TaskView | None = None
     acting_as: str | None = None
     lines: list[str] = field(default_factory=list)
 
@@ -81,7 +81,7 @@ async def _link(pool: asyncpg.Pool, link_id: int) -> dict[str, Any] | None:
         return await mail.link(conn, link_id)
 
 
-async def _view(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any]:
+async def _view(pool: asyncpg.Pool, task_id: UUID) -> TaskView:
     async with pool.acquire() as conn:
         view = await tasks.task_view(conn, task_id)
     assert view is not None  # a link's task is never deleted
@@ -133,14 +133,14 @@ async def _opened(pool: asyncpg.Pool, link_id: int, link: dict[str, Any]) -> Lin
     return LinkPage(state=LinkState.READY, **base)
 
 
-def _base(link_id: int, link: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+def _base(link_id: int, link: dict[str, Any], view: TaskView) -> dict[str, Any]:
     return {"link_id": link_id, "task": view, "acting_as": link["approver_email"]}
 
 
 def _refused(
     link_id: int,
     link: dict[str, Any],
-    view: dict[str, Any],
+    view: TaskView,
     verdict: Verdict,
     decision: Decision | None,
     *,
@@ -155,12 +155,12 @@ def _refused(
             lines=["This request has expired; its timeout policy now applies."],
         )
     if verdict is Verdict.ALREADY_FINISHED:
-        final = [d for d in view["decisions"] if d["action"] != "escalate"]
+        final = [d for d in view.decisions or () if d.action is not AuditAction.ESCALATE]
         return LinkPage(
             state=LinkState.FINISHED, **base, lines=[_ended(view, final[-1] if final else None)]
         )
     if verdict is Verdict.STALE:
-        if link["tier"] != view["tier"]:
+        if link["tier"] != view.tier:
             line = (
                 "This request was escalated to other approvers because nobody answered in time, "
                 "so this link no longer decides it."
@@ -182,14 +182,10 @@ def _refused(
     return None
 
 
-def _when(at: str) -> datetime:
-    return datetime.fromisoformat(at)
-
-
-def _ended(view: dict[str, Any], final: dict[str, Any] | None) -> str:
+def _ended(view: TaskView, final: AuditEntry | None) -> str:
     if final is None:
-        return f"This request is already {view['status']}."
-    return ended(final["action"], final["via"], final.get("by"), _when(final["at"]), PAGE)
+        return f"This request is already {view.status.value}."
+    return ended(final.action, final.via, final.by, final.at, PAGE)
 
 
 async def decide_by_link(

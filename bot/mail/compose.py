@@ -12,6 +12,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bot.domain import Reversibility
+from bot.task_view import TaskView
 from bot.wording import PLAIN, badge, badge_parts, requester
 
 __all__ = ["MailComposer"]
@@ -79,7 +81,7 @@ class MailComposer:
 
     def request(
         self,
-        task: dict[str, Any],
+        task: TaskView,
         *,
         kind: str,
         to: str,
@@ -89,7 +91,7 @@ class MailComposer:
         reply_token: str | None,
     ) -> EmailMessage:
         """An approval request (or its reminder, or an escalation) to one approver."""
-        irreversible = task["reversibility"] == "irreversible"
+        irreversible = task.reversibility is Reversibility.IRREVERSIBLE
         reply_hint = (
             'You can also reply to this email with "deny" on the first line. Approving an '
             "irreversible action by reply is not possible: use the Approve button."
@@ -99,24 +101,24 @@ class MailComposer:
         values = {
             "task": task,
             "heading": _HEADINGS[kind],
-            "title": _one_line(task["summary"]),
-            "details": [(str(k), "" if v is None else str(v)) for k, v in task["details"].items()],
+            "title": _one_line(task.summary),
+            "details": [(str(k), "" if v is None else str(v)) for k, v in task.details.items()],
             "badge": {
-                "label": badge_parts(task["reversibility"]).label,
-                "text": badge_parts(task["reversibility"]).effect + ".",
-                "line": badge(task["reversibility"], PLAIN),
-                **_BADGE_COLORS[task["reversibility"]],
+                "label": badge_parts(task.reversibility).label,
+                "text": badge_parts(task.reversibility).effect + ".",
+                "line": badge(task.reversibility, PLAIN),
+                **_BADGE_COLORS[task.reversibility],
             },
-            "requested_by": requester(task.get("requested_by"), PLAIN),
-            "expires": _utc(task["expires_at"]),
+            "requested_by": requester(task.requested_by, PLAIN),
+            "expires": _utc(task.expires_at),
             "approve_url": approve_url,
             "deny_url": deny_url,
-            "inbox_url": f"{self.app_url}/{task['workspace']}/monitoring/approvals",
+            "inbox_url": f"{self.app_url}/{task.workspace}/monitoring/approvals",
             "reply_enabled": reply_token is not None,
             "reply_hint": reply_hint,
         }
         message = self._message(
-            to=to, subject=f"{_HEADINGS[kind]}: {task['summary']}", message_id=message_id
+            to=to, subject=f"{_HEADINGS[kind]}: {task.summary}", message_id=message_id
         )
         if reply_token is not None and self.reply_domain:
             message["Reply-To"] = f"TaskJuice approvals <{reply_token}@{self.reply_domain}>"

@@ -17,7 +17,7 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 
-from bot.domain import DeliveryStatus, TaskStatus
+from bot.domain import AlertKind, AlertState, DeliveryStatus, TaskStatus
 from bot.links.tokens import LinkSigner
 from bot.mail.compose import MailComposer
 from bot.outbox.consequences import TaskChange
@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 REQUEST, ALERT, ANSWER = "mail.request", "mail.alert", "mail.answer"
 MAIL_KINDS = (REQUEST, ALERT, ANSWER)
-_MAILED_ALERTS = {("spend.soft", "announced"), ("connection", "error")}
+_MAILED_ALERTS = {
+    (AlertKind.SPEND_SOFT.value, AlertState.ANNOUNCED.value),
+    (AlertKind.CONNECTION.value, AlertState.ERROR.value),
+}
 
 
 @dataclass(slots=True)
@@ -134,7 +137,7 @@ class MailSender:
             digest = await tasks.content_hash(conn, delivery.task_id)
         if view is None or digest is None or delivery.approver_email is None:
             return
-        if view["status"] != TaskStatus.PENDING or view["tier"] != delivery.tier:
+        if view.status is not TaskStatus.PENDING or view.tier != delivery.tier:
             async with self.pool.acquire() as conn:
                 await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
             return
@@ -201,7 +204,7 @@ class MailSender:
 
     def _alert_text(self, alert: dict[str, Any]) -> tuple[str, list[str], str, str]:
         data, base = alert["data"], f"{self.settings.taskjuice_app_url}/{alert['workspace']}"
-        if alert["kind"] == "spend.soft":
+        if alert["kind"] == AlertKind.SPEND_SOFT:
             money = f"{float(data['spend']):,.2f} of {float(data['cap']):,.2f} {data['currency']}"
             return (
                 f"Spend is at {data['percent']:g}% of the cap",

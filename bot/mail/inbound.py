@@ -11,7 +11,7 @@ import asyncpg
 
 from bot import decisions
 from bot.decisions import DecisionResult, Verdict
-from bot.domain import Actor, Channel
+from bot.domain import Actor, Channel, Reversibility
 from bot.mail.delivery import queue_answer
 from bot.mail.replies import (
     Reading,
@@ -173,10 +173,10 @@ async def _handle(
     # Only cleaned text (no control characters, no line breaks) reaches our own headers.
     answer = {
         "to": who,
-        "subject": facts.subject or clean_text(view["summary"], 200),
+        "subject": facts.subject or clean_text(view.summary, 200),
         "in_reply_to": facts.message_id,
-        "summary": view["summary"],
-        "inbox_url": f"{settings.taskjuice_app_url}/{view['workspace']}/monitoring/approvals",
+        "summary": view.summary,
+        "inbox_url": f"{settings.taskjuice_app_url}/{view.workspace}/monitoring/approvals",
     }
     reading = facts.reading
     if reading is Reading.AMBIGUOUS:
@@ -187,7 +187,7 @@ async def _handle(
             ReplyOutcome.AMBIGUOUS,
             "Your reply was not understood as approve or deny, so nothing was decided. " + _HOW_TO,
         )
-    if reading is Reading.APPROVE and view["reversibility"] == "irreversible":
+    if reading is Reading.APPROVE and view.reversibility is Reversibility.IRREVERSIBLE:
         return await _answer(
             pool,
             key,

@@ -7,9 +7,11 @@ every field is cut to Slack's limits before it is built, so Slack never rejects 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from bot.domain import TaskStatus
+from bot.domain import Actor, Reversibility, TaskStatus
+from bot.task_view import TaskView
 from bot.wording import SLACK, badge, mrkdwn, outcome_line, person, requester, slack_date
 
 __all__ = [
@@ -38,11 +40,9 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def button_value(task: dict[str, Any], content_hash: str) -> str:
+def button_value(task: TaskView, content_hash: str) -> str:
     """What a button carries: the task, the tier and the content it was shown for."""
-    return json.dumps(
-        {"t": task["id"], "r": task["tier"], "h": content_hash}, separators=(",", ":")
-    )
+    return json.dumps({"t": str(task.id), "r": task.tier, "h": content_hash}, separators=(",", ":"))
 
 
 def parse_button_value(raw: str) -> tuple[str, int, str] | None:
@@ -62,12 +62,12 @@ def _context(*parts: str) -> dict[str, Any]:
     return {"type": "context", "elements": [_text(p) for p in parts[:10]]}
 
 
-def _facts(task: dict[str, Any]) -> str:
-    workflow = task.get("workflow") or {}
+def _facts(task: TaskView) -> str:
+    workflow = task.workflow or {}
     facts = [f"*Workflow:* {mrkdwn(workflow.get('name', ''), 500)}"]
-    if task.get("step"):
-        facts.append(f"*Step:* {mrkdwn(task['step'], 500)}")
-    facts.append(f"*Run:* `{mrkdwn(task['run_id'], 200)}`")
+    if task.step:
+        facts.append(f"*Step:* {mrkdwn(task.step, 500)}")
+    facts.append(f"*Run:* `{mrkdwn(task.run_id, 200)}`")
     return "  ·  ".join(facts)
 
 
@@ -80,33 +80,26 @@ def _detail_fields(details: dict[str, Any]) -> list[dict[str, Any]]:
     return fields
 
 
-def _tier_people(task: dict[str, Any], tier: int) -> list[dict[str, Any]]:
-    if tier == 0:
-        return list(task.get("approvers") or [])
-    tiers = task.get("escalation") or []
-    return list(tiers[tier - 1]["approvers"]) if 0 < tier <= len(tiers) else []
-
-
-def _names(people: list[dict[str, Any]]) -> str:
+def _names(people: Sequence[Actor]) -> str:
     return ", ".join(person(p) for p in people[:20]) or "nobody"
 
 
 def approval_message(
-    task: dict[str, Any],
+    task: TaskView,
     *,
     tier: int,
     app_url: str,
     content_hash: str,
     reminder: bool = False,
-    mention: list[dict[str, Any]] | None = None,
-    escalated_to: list[dict[str, Any]] | None = None,
+    mention: Sequence[Actor] | None = None,
+    escalated_to: Sequence[Actor] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """(notification text, blocks) of an approval request shown to `tier`, in its current
     state: live buttons only while the task is pending at that tier.
 
     `mention` names the tier's approvers in a channel post; `escalated_to` the current tier's
     approvers with their Slack users resolved, for a message of an earlier tier."""
-    summary = str(task["summary"])
+    summary = task.summary
     blocks: list[dict[str, Any]] = []
     if reminder:
         blocks.append(_context("⏰ *Reminder:* this request is still waiting for you"))
@@ -119,29 +112,27 @@ def approval_message(
     if mention:
         blocks.append({"type": "section", "text": _text(f"Approval needed from {_names(mention)}")})
     blocks.append({"type": "section", "text": _text(cut(_facts(task), 3000))})
-    if task.get("details"):
-        blocks.append({"type": "section", "fields": _detail_fields(task["details"])})
+    if task.details:
+        blocks.append({"type": "section", "fields": _detail_fields(task.details)})
     blocks.append(
         _context(
-            badge(task["reversibility"], SLACK),
-            f"Requested by {requester(task.get('requested_by'), SLACK)}",
-            f"Expires {slack_date(task['expires_at'])}",
+            badge(task.reversibility, SLACK),
+            f"Requested by {requester(task.requested_by, SLACK)}",
+            f"Expires {slack_date(task.expires_at)}",
         )
     )
-    inbox = f"{app_url}/{task['workspace']}/monitoring/approvals"
+    inbox = f"{app_url}/{task.workspace}/monitoring/approvals"
     inbox_button = {
         "type": "button",
         "action_id": INBOX_ACTION,
         "url": cut(inbox, 3000),
         "text": {"type": "plain_text", "text": "Approvals inbox"},
     }
-    pending_here = task["status"] == TaskStatus.PENDING and task["tier"] == tier
+    pending_here = task.status is TaskStatus.PENDING and task.tier == tier
     if pending_here:
-        required = int(task.get("required_approvals", 1))
+        required = task.required_approvals
         if required > 1:
-            got = [
-                d["by"] for d in task["decisions"] if d["action"] == "approve" and d["tier"] == tier
-            ]
+            got = task.approvals_at(tier)
             note = f"*{len(got)} of {required}* approvals"
             if got:
                 note += " — approved by " + " and ".join(person(p) for p in got)
@@ -158,8 +149,8 @@ def approval_message(
             }
         )
         text = f"Approval needed: {mrkdwn(summary, 300)}"
-    elif task["status"] == TaskStatus.PENDING and task["tier"] > tier:
-        names = _names(escalated_to or _tier_people(task, task["tier"]))
+    elif task.status is TaskStatus.PENDING and task.tier > tier:
+        names = _names(escalated_to or task.tier_approvers(task.tier))
         blocks.append(
             {
                 "type": "section",
@@ -172,11 +163,11 @@ def approval_message(
         line = outcome_line(task) or "This request is no longer waiting for you."
         blocks.append({"type": "section", "text": _text(cut(line, 3000))})
         blocks.append({"type": "actions", "elements": [inbox_button]})
-        text = f"{task['status'].capitalize()}: {mrkdwn(summary, 300)}"
+        text = f"{task.status.value.capitalize()}: {mrkdwn(summary, 300)}"
     return text, blocks
 
 
-def _approve_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
+def _approve_button(task: TaskView, content_hash: str) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
         "action_id": APPROVE_ACTION,
@@ -184,12 +175,12 @@ def _approve_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
         "text": {"type": "plain_text", "text": "Approve"},
         "value": button_value(task, content_hash),
     }
-    if task["reversibility"] == "irreversible":
+    if task.reversibility is Reversibility.IRREVERSIBLE:
         button["confirm"] = {
             "title": {"type": "plain_text", "text": "Approve an irreversible action?"},
             "text": _text(
                 cut(
-                    "This action cannot be undone once it runs: " + mrkdwn(task["summary"], 200),
+                    "This action cannot be undone once it runs: " + mrkdwn(task.summary, 200),
                     300,
                 )
             ),
@@ -200,7 +191,7 @@ def _approve_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
     return button
 
 
-def _deny_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
+def _deny_button(task: TaskView, content_hash: str) -> dict[str, Any]:
     return {
         "type": "button",
         "action_id": DENY_ACTION,
@@ -210,7 +201,7 @@ def _deny_button(task: dict[str, Any], content_hash: str) -> dict[str, Any]:
     }
 
 
-def deny_modal(task: dict[str, Any], private_metadata: str) -> dict[str, Any]:
+def deny_modal(task: TaskView, private_metadata: str) -> dict[str, Any]:
     """The modal that asks for an optional reason before denying."""
     return {
         "type": "modal",
@@ -220,7 +211,7 @@ def deny_modal(task: dict[str, Any], private_metadata: str) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Deny"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            {"type": "section", "text": _text(f"*{mrkdwn(task['summary'], 2900)}*")},
+            {"type": "section", "text": _text(f"*{mrkdwn(task.summary, 2900)}*")},
             {
                 "type": "input",
                 "block_id": "reason",

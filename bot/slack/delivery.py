@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +20,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import DeliveryStatus, TaskStatus
+from bot.domain import Actor, DeliveryStatus, TaskStatus
 from bot.outbox.consequences import TaskChange
 from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox.dispatcher import GiveUp, RetryLater
@@ -28,6 +28,8 @@ from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
 from bot.slack.home import home_view, pending_approvals
 from bot.slack.teams import SlackTeams, TeamNotInstalled
+from bot.slack.tenancy import Member, viewer_workspaces
+from bot.task_view import TaskView
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
 from store import slack as store
@@ -315,20 +317,20 @@ class SlackSender:
 
     async def _render(
         self, speaker: Speaker, delivery: Delivery
-    ) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
+    ) -> tuple[TaskView, str, list[dict[str, Any]]] | None:
         """The task as it stands, and the message showing it to this delivery."""
         async with self.pool.acquire() as conn:
             view = await tasks.task_view(conn, delivery.task_id)
             digest = await tasks.content_hash(conn, delivery.task_id)
             if view is not None:
-                await self._known_users(conn, speaker.team_id, view["decisions"])
+                view = await self._known_users(conn, speaker.team_id, view)
         if view is None or digest is None:
             return None
         mention = escalated_to = None
         if delivery.approver_id is None:  # a channel post mentions the tier's approvers
             mention = await self._people(speaker, view, delivery.tier)
-        if view["status"] == TaskStatus.PENDING and view["tier"] > delivery.tier:
-            escalated_to = await self._people(speaker, view, view["tier"])
+        if view.status is TaskStatus.PENDING and view.tier > delivery.tier:
+            escalated_to = await self._people(speaker, view, view.tier)
         text, blocks = approval_message(
             view,
             tier=delivery.tier,
@@ -341,25 +343,24 @@ class SlackSender:
         return view, text, blocks
 
     async def _known_users(
-        self, conn: asyncpg.Connection, team: str, audit: list[dict[str, Any]]
-    ) -> None:
+        self, conn: asyncpg.Connection, team: str, view: TaskView
+    ) -> TaskView:
         """Show deciders known by email as Slack users when the cache knows them (no calls)."""
-        for entry in audit:
-            who = entry.get("by") or {}
-            if who.get("email") and not who.get("slack_user_id"):
-                user = await store.user_of_email(conn, team, who["email"])
+        known: dict[str, str] = {}
+        for entry in view.decisions or ():
+            who = entry.by
+            if team and who and who.email and not who.slack_user_id:
+                user = await store.user_of_email(conn, team, who.email)
                 if user:
-                    entry["by"] = who | {"slack_user_id": user}
+                    known[who.email] = user
+        return view.with_slack_users(known)
 
-    async def _people(
-        self, speaker: Speaker, view: dict[str, Any], tier: int
-    ) -> list[dict[str, Any]]:
-        people = view["approvers"] if tier == 0 else view["escalation"][tier - 1]["approvers"]
+    async def _people(self, speaker: Speaker, view: TaskView, tier: int) -> list[Actor]:
         shown = []
-        for who in people:
-            if not who.get("slack_user_id") and who.get("email"):
+        for who in view.tier_approvers(tier):
+            if not who.slack_user_id and who.email:
                 with contextlib.suppress(GiveUp):  # not in this Slack workspace: by email
-                    who = who | {"slack_user_id": await self.user_for(speaker, who["email"])}
+                    who = replace(who, slack_user_id=await self.user_for(speaker, who.email))
             shown.append(who)
         return shown
 
@@ -395,7 +396,7 @@ class SlackSender:
             if rendered is None:
                 return
             task, text, blocks = rendered
-            if task["status"] != TaskStatus.PENDING or task["tier"] != delivery.tier:
+            if task.status is not TaskStatus.PENDING or task.tier != delivery.tier:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
@@ -538,7 +539,12 @@ class SlackSender:
             speaker = await self.speaker_of_user(user, item.payload)
         except GiveUp:
             return
-        views, hashes = await pending_approvals(self.pool, speaker.team_id, user)
+        # Only the requests of workspaces bound to the viewer's own team (tenant isolation).
+        member = Member(user, speaker.team_id, speaker.enterprise_id)
+        workspaces = await viewer_workspaces(self.teams, member)
+        views, hashes = await pending_approvals(
+            self.pool, speaker.team_id, user, workspaces=workspaces
+        )
         await self._call(
             speaker,
             "views.publish",

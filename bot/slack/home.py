@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.blocks import approval_message, cut
+from bot.task_view import TaskView
 from store import slack as slack_store
 from store import tasks
 from store.database import Connections
@@ -25,12 +26,12 @@ HELP_TEXT = (
 
 async def pending_approvals(
     pool: Connections, team_id: str, user_id: str, *, workspaces: Sequence[str] | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[TaskView], list[str]]:
     """The person's pending requests (by Slack user, or by their cached email) with the
     content hash each message's buttons carry. `workspaces`, when given, are the only
     workspaces whose requests are listed: those bound to the viewer's Slack team
     (`bot.slack.tenancy.viewer_workspaces`)."""
-    views: list[dict[str, Any]] = []
+    views: list[TaskView] = []
     hashes: list[str] = []
     if workspaces is not None and not workspaces:
         return views, hashes
@@ -46,7 +47,7 @@ async def pending_approvals(
 
 
 def approvals_blocks(
-    views: list[dict[str, Any]], hashes: list[str], *, app_url: str, limit: int = 45
+    views: list[TaskView], hashes: list[str], *, app_url: str, limit: int = 45
 ) -> list[dict[str, Any]]:
     """Each pending request with its buttons, separated by dividers, within `limit` blocks."""
     if not views:
@@ -58,7 +59,7 @@ def approvals_blocks(
         ]
     blocks: list[dict[str, Any]] = []
     for view, digest in zip(views, hashes, strict=True):
-        _, shown = approval_message(view, tier=view["tier"], app_url=app_url, content_hash=digest)
+        _, shown = approval_message(view, tier=view.tier, app_url=app_url, content_hash=digest)
         if len(blocks) + len(shown) + 1 > limit:
             blocks.append(
                 {
@@ -76,7 +77,7 @@ def approvals_blocks(
     return blocks
 
 
-def home_view(views: list[dict[str, Any]], hashes: list[str], *, app_url: str) -> dict[str, Any]:
+def home_view(views: list[TaskView], hashes: list[str], *, app_url: str) -> dict[str, Any]:
     """The App Home tab: the person's pending approvals with working buttons."""
     count = len(views)
     title = (

@@ -23,6 +23,7 @@ from bot.slack.delivery import EPHEMERAL, HOME
 from bot.slack.interactions import Button, Click, Command
 from bot.slack.teams import SlackTeams
 from tests.conftest import approval_body
+from tests.task_views import task_view
 
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
 STRANGER = Actor(slack_user_id="U0STRANGER", slack_team_id="T0001")
@@ -67,9 +68,9 @@ async def _queued(pool: asyncpg.Pool, kind: str) -> list[dict[str, Any]]:
 
 def test_a_button_value_is_read_only_when_it_is_ours() -> None:
     task_id = uuid4()
-    ours = button_value({"id": str(task_id), "tier": 1}, "abc")
+    ours = button_value(task_view(id=str(task_id), tier=1), "abc")
     assert Button.read(ours) == Button(task_id, 1, "abc")
-    assert Button.read(button_value({"id": "not-a-uuid", "tier": 0}, "abc")) is None
+    assert Button.read(ours.replace(str(task_id), "not-a-uuid")) is None
     assert Button.read("{}") is None
     assert Button.read("") is None
 

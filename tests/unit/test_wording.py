@@ -25,7 +25,9 @@ from bot.domain import (
 )
 from bot.mail.compose import MailComposer
 from bot.slack.blocks import approval_message
+from bot.task_view import TaskView
 from bot.wording import PAGE, PLAIN, SLACK
+from tests.task_views import task_view
 
 AT = datetime(2025, 3, 4, 14, 2, tzinfo=UTC)
 STAMP = int(AT.timestamp())
@@ -126,36 +128,8 @@ def test_slack_escapes_what_a_person_wrote_and_plain_does_not() -> None:
     assert wording.mrkdwn("é<" * 10, 12).endswith("…") and len(wording.mrkdwn("é<" * 10, 12)) <= 12
 
 
-def _view(**changes: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": str(TASK_ID),
-        "workspace": "acme",
-        "run_id": "run_1",
-        "workflow": {"id": "wf", "name": "Refunds"},
-        "step": None,
-        "summary": "Refund <b>$40</b>",
-        "details": {},
-        "reversibility": "recoverable",
-        "status": "approved",
-        "tier": 0,
-        "required_approvals": 1,
-        "requested_by": None,
-        "expires_at": AT.isoformat(),
-        "approvers": [DANA],
-        "escalation": [],
-        "decisions": [
-            {
-                "action": "approve",
-                "via": "email_reply",
-                "by": DANA,
-                "tier": 0,
-                "at": AT.isoformat(),
-                "reason": None,
-            }
-        ],
-    }
-    view.update(changes)
-    return view
+def _view(**changes: Any) -> TaskView:
+    return task_view(**changes)
 
 
 def test_outcome_line_in_each_style() -> None:
@@ -169,7 +143,7 @@ def test_outcome_line_in_each_style() -> None:
     )
     denied = _view(
         status="denied",
-        decisions=[{**view["decisions"][0], "action": "deny", "reason": "<not now>"}],
+        decisions=[{**view.as_json()["decisions"][0], "action": "deny", "reason": "<not now>"}],
     )
     assert wording.outcome_line(denied, SLACK).endswith("\n>&lt;not now&gt;")
     assert wording.outcome_line(denied, PLAIN).endswith("\nReason: <not now>")
