@@ -17,6 +17,7 @@ import pytest
 from bot.devkit.slack_api import SlackApiDouble
 from bot.slack.blocks import DENY_MODAL, button_value
 from bot.slack.interactions import FOREIGN_TEXT
+from bot.task_view import TaskView
 from tests.conftest import Service, approval_body, make_settings, slack_settings, start_service
 from tests.integration.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
 from tests.slack_support import (
@@ -166,7 +167,7 @@ async def new_task(svc: Service, pool: asyncpg.Pool) -> tuple[str, str]:
     assert status == 201, task
     async with pool.acquire() as conn:
         digest = await conn.fetchval("SELECT content_hash FROM tasks WHERE id = $1", task["id"])
-    return task["id"], button_value(task, digest)
+    return task["id"], button_value(TaskView.from_row(task), digest)
 
 
 async def status_of(svc: Service, task_id: str) -> str:
