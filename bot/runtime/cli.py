@@ -18,7 +18,8 @@ from bot.errors import SettingsError
 from bot.runtime.app import SchemaBehind, build_app, prepare_database
 from bot.runtime.config import SETTINGS_HELP, Settings, load_settings
 from bot.runtime.logs import configure_logging
-from store.database import embedded_database_url, recreate_database
+from bot.slack.installations import TokenCipher, rotate_token_keys
+from store.database import create_pool, embedded_database_url, recreate_database
 
 __all__ = ["main"]
 
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("migrate", help="apply database migrations and exit")
     commands.add_parser(
+        "rotate-token-keys",
+        help="re-encrypt every stored Slack token under the newest SLACK_TOKEN_KEYS key and "
+        "exit (distributed mode; safe while the service runs)",
+    )
+    commands.add_parser(
         "dev",
         help="run the bot with stand-ins for Slack, mail and the platform, and a dev console "
         "(loopback only; never for production)",
@@ -92,6 +98,16 @@ async def settle_heap(_: web.Application) -> None:
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
+async def _rotate_token_keys(database_url: str, keys: tuple[str, ...]) -> int:
+    """Re-encrypt the stored Slack tokens under the newest of `keys` (see
+    docs/slack-distribution.md, "Rotating SLACK_TOKEN_KEYS")."""
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        return await rotate_token_keys(pool, TokenCipher(keys))
+    finally:
+        await pool.close()
+
+
 def _database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
@@ -108,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_dev()
 
     try:
-        settings = load_settings(service=args.command in ("serve", "worker"))
+        settings = load_settings(service=args.command in ("serve", "worker", "rotate-token-keys"))
     except SettingsError as exc:
         print(f"taskjuice-bot: {exc.message}", file=sys.stderr)
         return 2
@@ -117,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         applied = asyncio.run(prepare_database(database_url))
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+        return 0
+    if args.command == "rotate-token-keys":
+        if not settings.slack_token_keys:
+            print("taskjuice-bot: SLACK_TOKEN_KEYS is not set", file=sys.stderr)
+            return 2
+        changed = asyncio.run(_rotate_token_keys(database_url, settings.slack_token_keys))
+        print(f"Slack tokens re-encrypted under the newest key: {changed} row(s)")
         return 0
     log.info("event loop: %s", use_fast_event_loop(), extra={"event": "service.loop"})
     app = build_app(

@@ -342,9 +342,7 @@ class SlackSender:
         )
         return view, text, blocks
 
-    async def _known_users(
-        self, conn: asyncpg.Connection, team: str, view: TaskView
-    ) -> TaskView:
+    async def _known_users(self, conn: asyncpg.Connection, team: str, view: TaskView) -> TaskView:
         """Show deciders known by email as Slack users when the cache knows them (no calls)."""
         known: dict[str, str] = {}
         for entry in view.decisions or ():
