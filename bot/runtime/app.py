@@ -23,6 +23,7 @@ from bot.runtime.config import Settings
 from bot.runtime.keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS, TEAMS
 from bot.runtime.metrics import Metrics
 from bot.slack.delivery import SlackChannel, SlackSender
+from bot.slack.egress import SlackBudget, limits_with
 from bot.slack.install_flow import TeamsAuthorize, install_flow
 from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
 from bot.slack.teams import SlackTeams
@@ -275,6 +276,12 @@ def _slack(
         client=client,
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,
+        budget=SlackBudget(
+            pool=background,
+            metrics=app[METRICS],
+            limits=limits_with(settings.slack_rate_limits),
+            post_interval=settings.slack_post_interval,
+        ),
     )
 
 

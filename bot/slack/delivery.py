@@ -26,6 +26,7 @@ from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
+from bot.slack.egress import SlackBudget
 from bot.slack.home import home_view, pending_approvals
 from store import alerts as alert_store
 from store import deliveries, outbox, tasks
@@ -156,6 +157,7 @@ class SlackSender:
     client: AsyncWebClient
     app_url: str
     post_interval: float = 1.0
+    budget: SlackBudget | None = None  # the shared egress budget (see the hook at _call)
     _team_id: str | None = None
     _next_post: dict[str, float] = field(default_factory=dict)
 
@@ -187,16 +189,42 @@ class SlackSender:
         self._next_post[channel] = now + self.post_interval
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
+        team = await self._egress_permit(method, kwargs)
         try:
             return await self.client.api_call(method, json=kwargs)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._egress_refused(team, method, exc)
             raise _failure(exc) from exc
 
     async def _get(self, method: str, **params: Any) -> Any:
+        team = await self._egress_permit(method, params)
         try:
             return await self.client.api_call(method, http_verb="GET", params=params)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._egress_refused(team, method, exc)
             raise _failure(exc) from exc
+
+    # --- egress budget hook (bot/slack/egress.py) -------------------------------------------
+    # Every Web API call of the sender passes here: a permit from the team's shared budget
+    # before it, and a 429 after it blocks the method for every replica. Both take the team
+    # the call is for.
+
+    async def _egress_permit(self, method: str, args: dict[str, Any]) -> str | None:
+        if self.budget is None:
+            return None
+        team = await self.team_id()
+        channel = args.get("channel") if method == "chat.postMessage" else None
+        await self.budget.permit(team, method, channel=channel)
+        return team
+
+    async def _egress_refused(self, team: str | None, method: str, exc: Exception) -> None:
+        if self.budget is None or team is None:
+            return
+        if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+            retry = str(exc.response.headers.get("Retry-After", "1"))
+            await self.budget.ratelimited(team, method, float(retry) if retry.isdigit() else 1.0)
+
+    # --- end of the egress budget hook -------------------------------------------------------
 
     async def user_for(self, email: str) -> str:
         """The Slack user of an email address, cached in the database."""
