@@ -71,6 +71,7 @@ class Call:
     token: str | None
     answer: str = "ok"
     team: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (this process's clock)
 
 
 @dataclass(slots=True)

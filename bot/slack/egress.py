@@ -15,9 +15,10 @@ hold: calls that can fall into one window of `seconds` were all granted within a
 `seconds + hold`. The price is a rate `seconds / (seconds + hold)` of the published one (hold
 is 2% of the window, at least 0.25 s and at most 2 s: 98% of a Tier 3 minute) and permits a
 process leased but did not use in time (they lapse; the ledger still counts them). The
-per-channel pace is a setting of ours, not a Slack window, and is leased one at a time without
-a hold. A 429 reaches the other replicas through the database: a permit another process leased
-just before may still be used within its hold — at most a tenth of the limit, for at most 2 s.
+per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time with
+a hold of a tenth of the interval. A 429 reaches the other replicas through the database: a
+permit another process leased just before may still be used within its hold — at most a
+tenth of the limit, for at most 2 s.
 
 A call that finds no permit waits for it when it frees within `max_wait`; otherwise the item
 goes back to the outbox, due when the budget frees (`RetryLater`, not counted as an attempt),
@@ -113,7 +114,8 @@ class SlackBudget:
         budget; raises RetryLater (quiet) when the wait would be longer than `max_wait`."""
         if method == POST_MESSAGE and channel:
             pace = Limit(1, self.post_interval)
-            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=0.0)
+            hold = self.post_interval * 0.1
+            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
         limit = self.limits.get(method)
         if limit is not None:
             await self._take(team, method, limit, label=method, hold=hold_for(limit))
@@ -145,7 +147,7 @@ class SlackBudget:
                 async with held.lock:
                     if self._use_held(held):
                         break
-                    want = max(1, min(held.waiting, limit.count // 10)) if hold else 1
+                    want = max(1, min(held.waiting, limit.count // 10))
                     asked = time.monotonic()
                     granted, wait = await self._lease(team, scope, limit, hold, want)
                     wait = max(wait, 0.01)
