@@ -91,4 +91,10 @@ async def metrics(request: web.Request) -> web.Response:
         registry.outbox_depth.set(stats.pending)
         registry.outbox_oldest_age.set(stats.oldest_age)
         registry.outbox_dead.set(stats.dead)
+        registry.outbox_queue_depth.clear()
+        registry.outbox_queue_oldest_age.clear()
+        for queue in stats.queues:
+            labels = (queue.tenant, str(queue.priority))
+            registry.outbox_queue_depth.labels(*labels).set(queue.depth)
+            registry.outbox_queue_oldest_age.labels(*labels).set(queue.oldest_age)
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -17,6 +17,7 @@ __all__ = [
     "NewItem",
     "OutboxItem",
     "OutboxStats",
+    "TenantQueue",
     "claim_due",
     "enqueue",
     "enqueue_all",
@@ -25,9 +26,11 @@ __all__ = [
     "list_items",
     "mark_done",
     "mark_failed",
+    "next_turn",
     "release",
     "retry",
     "stats",
+    "stats_by_tenant",
     "untried",
 ]
 
@@ -45,6 +48,8 @@ class OutboxItem:
     message_id: str
     attempts: int
     created_at: datetime
+    tenant: str = ""  # the TaskJuice workspace whose turn it waited for (migration 0014)
+    priority: int = 1  # 0 urgent .. 3 App Home refreshes (migration 0014)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +59,7 @@ class OutboxStats:
     pending: int
     oldest_age: float
     dead: int
+    queues: tuple[TenantQueue, ...] = ()  # per tenant and priority
 
 
 async def enqueue(
@@ -124,21 +130,42 @@ async def enqueue_unless_waiting(
     )
 
 
-# Only the oldest pending item of an ordering key is claimable: a post before its updates. The
-# claim is a function (migration 0009) so that its plan walks the due index in order and looks
-# every other row up by index, however stale the statistics or the connection's cached plan.
+# The claim is a function (migrations 0009, 0014) so that its plan walks the due indexes in
+# order and looks every other row up by index, however stale the statistics or the
+# connection's cached plan. It serves tenants (TaskJuice workspaces) in turn, up to
+# `per_tenant` items each per round, the most urgent first; only the oldest pending item of an
+# ordering key is claimable (a post before its updates).
 _CLAIM = (
-    "SELECT id, kind, task_id, payload, message_id, attempts, created_at"
-    " FROM taskjuice_claim_outbox($1, $2, $3)"
+    "SELECT id, kind, task_id, payload, message_id, attempts, created_at, tenant, priority"
+    " FROM taskjuice_claim_outbox($1, $2, $3, $4, $5)"
 )
 
 
 async def claim_due(
-    conn: asyncpg.Connection, *, limit: int, lease: float, worker: str
+    conn: asyncpg.Connection,
+    *,
+    limit: int,
+    lease: float,
+    worker: str,
+    per_tenant: int = 8,
+    after_tenant: str = "",
 ) -> list[OutboxItem]:
-    """Claim up to `limit` due items for `lease` seconds; an unfinished claim then falls due."""
-    rows = await conn.fetch(_CLAIM, limit, lease, worker)
-    return [OutboxItem(**dict(r)) for r in sorted(rows, key=lambda r: r["id"])]
+    """Claim up to `limit` due items for `lease` seconds; an unfinished claim then falls due.
+
+    Tenants are served in turn, starting after `after_tenant` (pass `next_turn()` of the
+    previous claim). The items come most urgent first, then in the order they were queued."""
+    rows = await conn.fetch(_CLAIM, limit, lease, worker, per_tenant, after_tenant)
+    return [OutboxItem(**dict(r)) for r in sorted(rows, key=lambda r: (r["priority"], r["id"]))]
+
+
+def next_turn(claimed: Sequence[OutboxItem], after_tenant: str) -> str:
+    """Where the next claim starts: after the last tenant this claim served, in its turn order
+    (the tenants after `after_tenant`, then the others)."""
+    served = {item.tenant for item in claimed}
+    if not served:
+        return after_tenant
+    later = [t for t in served if t > after_tenant]
+    return max(later) if later else max(served)
 
 
 async def mark_done(conn: asyncpg.Connection, item_ids: list[int]) -> None:
@@ -151,11 +178,19 @@ async def mark_done(conn: asyncpg.Connection, item_ids: list[int]) -> None:
 
 
 async def mark_failed(
-    conn: asyncpg.Connection, item_id: int, *, delay: float, error: str, max_age: float | None
+    conn: asyncpg.Connection,
+    item_id: int,
+    *,
+    delay: float,
+    error: str,
+    max_age: float | None,
+    attempted: bool = True,
 ) -> str:
     """Schedule the next attempt, or dead-letter the item once it is older than `max_age`.
 
-    `max_age=None` dead-letters at once (a permanent failure). Returns the new status.
+    `max_age=None` dead-letters at once (a permanent failure). `attempted=False`: the item
+    only waited its turn (pacing, the Slack budget) and nothing was sent, so the claim does
+    not count as an attempt. Returns the new status.
     """
     status: str | None = await conn.fetchval(
         """
@@ -165,6 +200,7 @@ async def mark_failed(
                           THEN 'dead' ELSE 'pending' END,
             next_attempt_at = now() + make_interval(secs => $2),
             last_error = left($3, 2000), claimed_by = NULL,
+            attempts = CASE WHEN $5 THEN attempts ELSE greatest(attempts - 1, 0) END,
             finished_at = CASE WHEN $4::float8 IS NULL
                                     OR created_at + make_interval(secs => $4::float8) < now()
                                THEN now() END
@@ -175,6 +211,7 @@ async def mark_failed(
         delay,
         error,
         max_age,
+        attempted,
     )
     return status or "done"
 
@@ -201,8 +238,39 @@ async def stats(conn: asyncpg.Connection) -> OutboxStats:
         """
     )
     return OutboxStats(
-        pending=row["pending"], oldest_age=float(row["oldest_age"]), dead=row["dead"]
+        pending=row["pending"],
+        oldest_age=float(row["oldest_age"]),
+        dead=row["dead"],
+        queues=tuple(await stats_by_tenant(conn)),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantQueue:
+    """Pending work of one tenant at one priority, for /metrics."""
+
+    tenant: str
+    priority: int
+    depth: int
+    oldest_age: float
+
+
+async def stats_by_tenant(conn: asyncpg.Connection) -> list[TenantQueue]:
+    """Pending items and the age of the oldest, per tenant and priority."""
+    rows = await conn.fetch(
+        "SELECT tenant, priority, count(*) AS depth,"
+        " extract(epoch FROM now() - min(created_at)) AS oldest_age"
+        " FROM outbox WHERE status = 'pending' GROUP BY tenant, priority"
+    )
+    return [
+        TenantQueue(
+            tenant=r["tenant"],
+            priority=r["priority"],
+            depth=r["depth"],
+            oldest_age=float(r["oldest_age"]),
+        )
+        for r in rows
+    ]
 
 
 async def list_items(

@@ -87,11 +87,13 @@ class Dispatcher:
     poll_interval: float = 1.0
     retry_base: float = 1.0
     shutdown_grace: float = 10.0
+    per_tenant: int = 8  # items of one workspace per round of a claim (workspaces take turns)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _inflight: dict[int, asyncio.Task[None]] = field(init=False, default_factory=dict)
     _done: list[int] = field(init=False, default_factory=list)
+    _turn: str = field(init=False, default="")  # the next claim serves workspaces after this
 
     async def run(self) -> None:
         """Dispatch until `stop()`; survives database outages by polling again."""
@@ -106,8 +108,14 @@ class Dispatcher:
                     try:
                         async with self.pool.acquire() as conn:
                             claimed = await queries.claim_due(
-                                conn, limit=free, lease=self.lease, worker=self.worker
+                                conn,
+                                limit=free,
+                                lease=self.lease,
+                                worker=self.worker,
+                                per_tenant=self.per_tenant,
+                                after_tenant=self._turn,
                             )
+                        self._turn = queries.next_turn(claimed, self._turn)
                     except DATABASE_ERRORS as exc:
                         log.warning(
                             "outbox claim failed",
@@ -206,6 +214,7 @@ class Dispatcher:
             delay=delay,
             error=error,
             max_age=None if permanent else self.max_age,
+            attempted=not quiet,  # waiting its turn (pacing, a budget) is not an attempt
         )
         if status == OutboxStatus.PENDING and delay < self.poll_interval:
             asyncio.get_running_loop().call_later(delay, self._wakeup.set)

@@ -23,6 +23,7 @@ from bot.runtime.config import Settings
 from bot.runtime.keys import BACKGROUND_POOL, METRICS, POOL, SETTINGS, TEAMS
 from bot.runtime.metrics import Metrics
 from bot.slack.delivery import SlackChannel, SlackSender
+from bot.slack.egress import SlackBudget, limits_with
 from bot.slack.install_flow import TeamsAuthorize, install_flow
 from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
 from bot.slack.revocation import RevokedTeamWork
@@ -276,12 +277,7 @@ def _slack(
     )
     app[BOLT] = build_bolt(settings, pool, client, app[METRICS], teams=app[TEAMS])
     people.attach(people.SlackDirectory(client=client, pool=pool))
-    return SlackSender(
-        pool=background,
-        teams=teams,
-        app_url=settings.taskjuice_app_url,
-        post_interval=settings.slack_post_interval,
-    )
+    return _sender(app, background, teams)
 
 
 def _distributed(
@@ -327,11 +323,24 @@ def _distributed(
         "Slack is in distributed mode: each workspace connects by an install link",
         extra={"event": "slack.distributed"},
     )
+    return _sender(app, background, teams)
+
+
+def _sender(app: web.Application, background: Connections, teams: SlackTeams) -> SlackSender:
+    """The Slack outbox sender of either mode: each call with its team's token, within the
+    team's shared egress budget (contract §7)."""
+    settings = app[SETTINGS]
     return SlackSender(
         pool=background,
         teams=teams,
         app_url=settings.taskjuice_app_url,
         post_interval=settings.slack_post_interval,
+        budget=SlackBudget(
+            pool=background,
+            metrics=app[METRICS],
+            limits=limits_with(settings.slack_rate_limits),
+            post_interval=settings.slack_post_interval,
+        ),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,11 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("SLACK_APP_TOKEN", "xapp-... app token: use Socket Mode instead of /slack/events"),
     ("SLACK_API_URL", "Slack Web API base (default https://slack.com/api/)"),
     ("SLACK_POST_INTERVAL", "seconds between posts to one Slack channel (default 1)"),
+    (
+        "SLACK_RATE_LIMITS",
+        "Slack egress limits per team over Slack's published tiers, all replicas together:"
+        " method=count/seconds,... (e.g. chat.update=50/60; chat.postMessage sets the team cap)",
+    ),
     (
         "SLACK_SUBSCRIBE_ANYONE",
         "single-workspace mode only: true lets any member run /taskjuice subscribe;"
@@ -134,6 +140,8 @@ class Settings:
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
     slack_post_interval: float = 1.0
+    # SLACK_RATE_LIMITS: (method, count, seconds) over the published defaults
+    slack_rate_limits: tuple[tuple[str, int, float], ...] = ()
     slack_subscribe_anyone: bool = False
     slack_client_id: str | None = None
     slack_client_secret: str | None = field(default=None, repr=False)
@@ -232,6 +240,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "slack_app_token": reader.get("SLACK_APP_TOKEN", _prefixed("xapp-")),
         "slack_api_url": reader.get("SLACK_API_URL", _slash_url, "https://slack.com/api/"),
         "slack_post_interval": reader.get("SLACK_POST_INTERVAL", _positive, 1.0),
+        "slack_rate_limits": reader.get("SLACK_RATE_LIMITS", _rate_limits, ()),
         "slack_subscribe_anyone": reader.get("SLACK_SUBSCRIBE_ANYONE", _bool, False),
         "slack_client_id": env.get("SLACK_CLIENT_ID"),
         "slack_client_secret": env.get("SLACK_CLIENT_SECRET"),
@@ -390,6 +399,32 @@ def _positive(raw: str) -> float:
     if not value > 0:
         raise ValueError("expected a positive number of seconds")
     return value
+
+
+_METHOD = re.compile(r"[a-z]+(?:\.[a-zA-Z0-9]+)+")
+
+
+def _rate_limits(raw: str) -> tuple[tuple[str, int, float], ...]:
+    """`method=count/seconds,...`: at most `count` calls in any window of `seconds`."""
+    limits: dict[str, tuple[str, int, float]] = {}
+    for entry in (e.strip() for e in raw.split(",")):
+        method, equals, rate = entry.partition("=")
+        count, slash, seconds = rate.strip().partition("/")
+        method, count, seconds = method.strip(), count.strip(), seconds.strip()
+        if not equals or not slash or not _METHOD.fullmatch(method):
+            raise ValueError(f"expected method=count/seconds, got {entry[:40]!r}")
+        if not count.isdigit() or int(count) <= 0:
+            raise ValueError(f"{method}: expected a positive whole count")
+        try:
+            window = float(seconds)
+        except ValueError:
+            raise ValueError(f"{method}: expected a number of seconds") from None
+        if not 0 < window <= 86400:
+            raise ValueError(f"{method}: expected seconds between 0 and 86400")
+        if method in limits:
+            raise ValueError(f"{method} is given twice")
+        limits[method] = (method, int(count), window)
+    return tuple(limits.values())
 
 
 def _bool(raw: str) -> bool:

@@ -35,6 +35,36 @@ class Metrics:
             "Outbox items given up on (dead letters), awaiting an operator",
             registry=self.registry,
         )
+        self.outbox_queue_depth = Gauge(
+            "taskjuice_outbox_queue_depth",
+            "Outbox items waiting, by tenant (TaskJuice workspace) and priority (0 urgent)",
+            ["tenant", "priority"],
+            registry=self.registry,
+        )
+        self.outbox_queue_oldest_age = Gauge(
+            "taskjuice_outbox_queue_oldest_age_seconds",
+            "Age of the oldest outbox item waiting, by tenant and priority",
+            ["tenant", "priority"],
+            registry=self.registry,
+        )
+        self.slack_permits = Counter(
+            "taskjuice_slack_permits_granted",
+            "Slack egress permits this process leased from the shared budget, by method",
+            ["method"],
+            registry=self.registry,
+        )
+        self.slack_permit_waits = Counter(
+            "taskjuice_slack_permit_waits",
+            "Slack calls that found no permit and waited (or went back to the outbox), by method",
+            ["method"],
+            registry=self.registry,
+        )
+        self.slack_ratelimited = Counter(
+            "taskjuice_slack_ratelimited",
+            "Slack calls answered 429, by method",
+            ["method"],
+            registry=self.registry,
+        )
         self.dead_lettered = Counter(
             "taskjuice_outbox_dead_lettered",
             "Outbox items this process moved to the dead-letter state",

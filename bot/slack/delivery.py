@@ -26,6 +26,7 @@ from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
+from bot.slack.egress import SlackBudget
 from bot.slack.home import home_view, pending_approvals
 from bot.slack.teams import SlackTeams, TeamNotInstalled
 from bot.slack.tenancy import Member, viewer_workspaces
@@ -199,6 +200,7 @@ class SlackSender:
     teams: SlackTeams
     app_url: str
     post_interval: float = 1.0
+    budget: SlackBudget | None = None  # the shared egress budget (see the hook at _call)
     _next_post: dict[str, float] = field(default_factory=dict)
 
     def handlers(self) -> dict[str, Any]:
@@ -266,18 +268,22 @@ class SlackSender:
         self._next_post[channel] = now + self.post_interval
 
     async def _call(self, speaker: Speaker, method: str, **kwargs: Any) -> Any:
+        await self._egress_permit(speaker, method, kwargs)
         try:
             return await speaker.client.api_call(method, json=speaker.args(method, kwargs))
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._egress_refused(speaker, method, exc)
             await self._revoked(speaker, exc)
             raise _failure(exc) from exc
 
     async def _get(self, speaker: Speaker, method: str, **params: Any) -> Any:
+        await self._egress_permit(speaker, method, params)
         try:
             return await speaker.client.api_call(
                 method, http_verb="GET", params=speaker.args(method, params)
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._egress_refused(speaker, method, exc)
             await self._revoked(speaker, exc)
             raise _failure(exc) from exc
 
@@ -292,6 +298,24 @@ class SlackSender:
             return
         await self.teams.revoke(speaker.team_id, speaker.enterprise_id, "invalid_auth")
         raise GiveUp(f"slack: {error}; the team's installation is revoked") from exc
+
+    # Every Web API call of the sender passes the shared egress budget (bot/slack/egress.py):
+    # a permit from the team's budget before it, and a 429 after it blocks the method in that
+    # team for every replica.
+
+    async def _egress_permit(self, speaker: Speaker, method: str, args: dict[str, Any]) -> None:
+        if self.budget is None:
+            return
+        channel = args.get("channel") if method == "chat.postMessage" else None
+        await self.budget.permit(speaker.team_id, method, channel=channel)
+
+    async def _egress_refused(self, speaker: Speaker, method: str, exc: Exception) -> None:
+        if self.budget is None:
+            return
+        if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+            retry = str(exc.response.headers.get("Retry-After", "1"))
+            delay = float(retry) if retry.isascii() and retry.isdigit() else 1.0
+            await self.budget.ratelimited(speaker.team_id, method, delay)
 
     async def user_for(self, speaker: Speaker, email: str) -> str:
         """The Slack user of an email address in the speaker's team, cached in the database."""

@@ -182,8 +182,9 @@ async def test_a_claim_reads_only_what_it_takes_however_stale_its_plan(
     pool: asyncpg.Pool, emptiness: str
 ) -> None:
     """Planned for an empty outbox (from statistics taken then, or cached by the connection's
-    first claims), then handed a backlog: a claim still walks the due index to the oldest items,
-    in order, and reaches every other row through an index."""
+    first claims), then handed a backlog: every statement of a claim still walks the due index
+    (per workspace and priority) to the oldest items, in order, and reaches every other row
+    through an index."""
     async with pool.acquire() as conn:
         if emptiness == "analyzed empty":
             await conn.execute("ANALYZE outbox")
@@ -199,6 +200,10 @@ async def test_a_claim_reads_only_what_it_takes_however_stale_its_plan(
         async with statement_plans(conn) as plans:
             claimed = await outbox.claim_due(conn, limit=10, lease=60, worker="test")
     assert [item.message_id for item in claimed] == [f"msg_{n}" for n in range(1, 11)]
-    [plan] = [p for p in plans if "UPDATE outbox" in p]
-    assert "Index Scan using outbox_due" in plan and "Sort" not in plan, plan
-    assert unbounded_scans(plan, {"outbox"}) == [], plan
+    claim = [p for p in plans if "Query Text: SELECT id, kind" not in p]
+    [update] = [p for p in claim if "UPDATE outbox" in p]
+    assert "Index Cond: (id = ANY" in update, update
+    assert any("Index Scan using outbox_turns" in p and "FOR UPDATE" in p for p in claim), claim
+    for plan in claim:
+        assert "Sort" not in plan, plan
+        assert unbounded_scans(plan, {"outbox"}) == [], plan

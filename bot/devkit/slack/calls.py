@@ -6,7 +6,8 @@ or accept-then-drop (the call takes effect but the connection is closed before t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ class Call:
     token: str | None
     answer: str = "ok"
     team: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (this process's clock)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,186 @@
+"""Slack egress within Slack's published limits, shared by every replica (contract §7).
+
+Before each Web API call the sender takes a permit from the (team, method) budget, and for
+`chat.postMessage` also one from the (team, channel) budget (the pace `SLACK_POST_INTERVAL`).
+The budgets live in PostgreSQL (`slack_budgets`, migration 0014), so all replicas together
+keep to them; a 429 blocks the (team, method) for every replica for its `Retry-After`.
+
+Batching, and what it costs in exactness. Asking the database for every call would add a
+round trip per call, so a process takes a small *lease* of permits in one statement — as many
+as callers are waiting for that budget in this process, at most a tenth of the limit — and
+hands them out locally. A permit granted at time g may be used until g + `hold`; the ledger
+therefore counts each permit over `seconds + hold` rather than `seconds`, which is what keeps
+"at most `count` calls in any window of `seconds`" exact whenever a call leaves within its
+hold: calls that can fall into one window of `seconds` were all granted within a window of
+`seconds + hold`. The price is a rate `seconds / (seconds + hold)` of the published one (hold
+is 2% of the window, at least 0.25 s and at most 2 s: 98% of a Tier 3 minute) and permits a
+process leased but did not use in time (they lapse; the ledger still counts them). The
+per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time with
+a hold of a tenth of the interval. A 429 reaches the other replicas through the database: a
+permit another process leased just before may still be used within its hold — at most a
+tenth of the limit, for at most 2 s.
+
+A call that finds no permit waits for it when it frees within `max_wait`; otherwise the item
+goes back to the outbox, due when the budget frees (`RetryLater`, not counted as an attempt),
+so a team that has spent its budget never holds the dispatcher's slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.outbox.dispatcher import RetryLater
+from bot.runtime.metrics import Metrics
+from store import egress as queries
+from store.database import DATABASE_ERRORS, Connections
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "POST_MESSAGE",
+    "Limit",
+    "SlackBudget",
+    "limits_with",
+]
+
+log = logging.getLogger(__name__)
+
+POST_MESSAGE = "chat.postMessage"
+CHANNEL_SCOPE = "chat.postMessage/channel"  # the metrics label of the per-channel pace
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `count` calls in any window of `seconds`."""
+
+    count: int
+    seconds: float
+
+
+_TIER_3 = Limit(50, 60.0)
+_TIER_4 = Limit(100, 60.0)
+
+# Slack's published tiers for the methods the bot calls (per app, per team). chat.postMessage's
+# entry is the team-wide cap; its per-channel pace is SLACK_POST_INTERVAL.
+DEFAULT_LIMITS: Mapping[str, Limit] = {
+    "chat.update": _TIER_3,
+    "conversations.open": _TIER_3,
+    "users.lookupByEmail": _TIER_3,
+    "conversations.history": _TIER_3,
+    "chat.postEphemeral": _TIER_4,
+    "users.info": _TIER_4,
+    "views.open": _TIER_4,
+    "views.publish": _TIER_4,
+    POST_MESSAGE: Limit(600, 60.0),
+}
+
+
+def limits_with(overrides: tuple[tuple[str, int, float], ...]) -> dict[str, Limit]:
+    """The published defaults with `SLACK_RATE_LIMITS`' entries over them."""
+    return dict(DEFAULT_LIMITS) | {m: Limit(count, seconds) for m, count, seconds in overrides}
+
+
+def hold_for(limit: Limit) -> float:
+    """How long a leased permit stays usable (see the module's docstring)."""
+    return min(2.0, max(0.25, limit.seconds * 0.02))
+
+
+@dataclass(slots=True)
+class _Held:
+    """Permits of one (team, scope) this process leased and has not used yet."""
+
+    expiries: collections.deque[float] = field(default_factory=collections.deque)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class SlackBudget:
+    """This process's side of the shared budget: leases permits and hands them out."""
+
+    pool: Connections
+    metrics: Metrics
+    limits: Mapping[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    post_interval: float = 1.0
+    max_wait: float = 1.0
+    _held: dict[tuple[str, str], _Held] = field(default_factory=dict)
+
+    async def permit(self, team: str, method: str, *, channel: str | None = None) -> None:
+        """Return when a call of `method` for `team` (posting to `channel`) is within every
+        budget; raises RetryLater (quiet) when the wait would be longer than `max_wait`."""
+        if method == POST_MESSAGE and channel:
+            pace = Limit(1, self.post_interval)
+            hold = self.post_interval * 0.1
+            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
+        limit = self.limits.get(method)
+        if limit is not None:
+            await self._take(team, method, limit, label=method, hold=hold_for(limit))
+
+    async def ratelimited(self, team: str, method: str, retry_after: float) -> None:
+        """Slack answered 429: block (team, method) for every replica for `retry_after`."""
+        self.metrics.slack_ratelimited.labels(method).inc()
+        held = self._held.get((team, method))
+        if held is not None:
+            held.expiries.clear()
+        try:
+            async with self.pool.acquire() as conn:
+                await queries.block(conn, team, method, retry_after)
+        except DATABASE_ERRORS as exc:
+            log.warning(
+                "slack 429 not shared with the other replicas",
+                extra={"event": "slack.block_failed", "error": type(exc).__name__},
+            )
+
+    async def _take(self, team: str, scope: str, limit: Limit, *, label: str, hold: float) -> None:
+        held = self._held.setdefault((team, scope), _Held())
+        waited = False
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            if self._use_held(held):
+                break
+            held.waiting += 1
+            try:
+                async with held.lock:
+                    if self._use_held(held):
+                        break
+                    want = max(1, min(held.waiting, limit.count // 10))
+                    asked = time.monotonic()
+                    granted, wait = await self._lease(team, scope, limit, hold, want)
+                    wait = max(wait, 0.01)
+                    if granted:
+                        self.metrics.slack_permits.labels(label).inc(granted)
+                        held.expiries.extend([asked + hold] * (granted - 1))
+                        break
+            finally:
+                held.waiting -= 1
+            if not waited:
+                waited = True
+                self.metrics.slack_permit_waits.labels(label).inc()
+            if time.monotonic() + wait > deadline:
+                raise RetryLater(f"slack budget: {label} for {team}", delay=wait, quiet=True)
+            await asyncio.sleep(wait)
+
+    @staticmethod
+    def _use_held(held: _Held) -> bool:
+        now = time.monotonic()
+        while held.expiries and held.expiries[0] <= now:
+            held.expiries.popleft()
+        if held.expiries:
+            held.expiries.popleft()
+            return True
+        return False
+
+    async def _lease(
+        self, team: str, scope: str, limit: Limit, hold: float, want: int
+    ) -> tuple[int, float]:
+        try:
+            async with self.pool.acquire() as conn:
+                return await queries.take(
+                    conn, team, scope, count=limit.count, window=limit.seconds + hold, want=want
+                )
+        except DATABASE_ERRORS as exc:
+            raise RetryLater(f"slack budget unavailable: {type(exc).__name__}") from exc

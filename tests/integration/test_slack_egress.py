@@ -1,0 +1,340 @@
+"""Slack egress within Slack's limits (contract §7): a budget shared by every replica, a 429
+shared by every replica, urgent work first, workspaces served in turn, and SLACK_RATE_LIMITS.
+
+The Slack double enforces the limits over HTTP (429 + Retry-After), with small numbers so the
+tests stay fast; two app instances on one database stand for two replicas.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.devkit.slack_api import Fault, SlackApiDouble
+from bot.errors import SettingsError
+from bot.runtime.config import load_settings
+from bot.runtime.keys import METRICS, POOL
+from store import outbox
+from tests.conftest import (
+    CallbackReceiver,
+    Service,
+    approval_body,
+    slack_settings,
+    start_service,
+)
+from tests.slack_support import APPROVALS, DANA, LEE, TEAM, workspace
+from tests.support import eventually
+
+REQUIRED = {
+    "API_TOKENS": "fake-api-token",
+    "CALLBACK_URL": "http://platform.test/callbacks",
+    "CALLBACK_SECRET": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+    "TASKJUICE_APP_URL": "http://app.taskjuice.test",
+}
+
+
+# --- SLACK_RATE_LIMITS ---------------------------------------------------------------------
+
+
+def test_rate_limits_are_read_over_the_published_defaults() -> None:
+    settings = load_settings(
+        REQUIRED | {"SLACK_RATE_LIMITS": " chat.update=5/2 , views.publish=100/60.5"},
+        env_file=None,
+    )
+    assert settings.slack_rate_limits == (("chat.update", 5, 2.0), ("views.publish", 100, 60.5))
+    from bot.slack.egress import DEFAULT_LIMITS, Limit, limits_with
+
+    limits = limits_with(settings.slack_rate_limits)
+    assert limits["chat.update"] == Limit(5, 2.0)
+    assert limits["users.lookupByEmail"] == DEFAULT_LIMITS["users.lookupByEmail"] == Limit(50, 60)
+    assert load_settings(REQUIRED, env_file=None).slack_rate_limits == ()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "chat.update",
+        "chat.update=50",
+        "chat.update=/60",
+        "chat.update=0/60",
+        "chat.update=-1/60",
+        "chat.update=5.5/60",
+        "chat.update=50/0",
+        "chat.update=50/soon",
+        "chat.update=50/60,chat.update=40/60",
+        "=50/60",
+        "chat update=50/60",
+        "chat.update=50/60,",
+    ],
+)
+def test_a_malformed_rate_limit_stops_start_up_naming_the_setting(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(REQUIRED | {"SLACK_RATE_LIMITS": raw}, env_file=None)
+    message = str(refused.value)
+    assert "SLACK_RATE_LIMITS" in message and "\n" not in message
+    assert "whsec_" not in message
+
+
+# --- two replicas, one budget --------------------------------------------------------------
+
+
+@pytest.fixture
+async def limited_slack() -> AsyncIterator[SlackApiDouble]:
+    """The tests' workspace with the published limits enforced (but the channel pace, which
+    the bot's SLACK_POST_INTERVAL of the tests sets) and chat.update at 3 per 2 seconds."""
+    double = workspace()
+    double.enforce_rate_limits(True)
+    double.set_limit("chat.update", 3, 2.0)
+    double.set_limit("chat.postMessage/channel", None)  # these tests are about other methods
+    await double.start()
+    yield double
+    await double.stop()
+
+
+async def _replicas(
+    database_url: str, receiver: CallbackReceiver, slack: SlackApiDouble, limits: str
+) -> list[Service]:
+    settings = slack_settings(
+        receiver,
+        slack,
+        slack_rate_limits=load_settings(
+            REQUIRED | {"SLACK_RATE_LIMITS": limits}, env_file=None
+        ).slack_rate_limits,
+    )
+    return [await start_service(settings, database_url) for _ in range(2)]
+
+
+async def _posted_requests(service: Service, slack: SlackApiDouble, n: int) -> list[str]:
+    """`n` requests, each posted to Dana's DM; their ids."""
+    ids = []
+    for i in range(n):
+        status, task = await service.request(
+            "POST",
+            "/api/v1/approvals",
+            json=approval_body(
+                run_id=f"run_{i}",
+                approvers=[{"slack_user_id": DANA}],
+                deliver={"slack": True, "email": False, "slack_channel": None},
+            ),
+        )
+        assert status == 201, task
+        ids.append(task["id"])
+    await eventually(
+        lambda: (
+            len(slack.calls_to("chat.postMessage")) >= n
+            and all(c.answer == "ok" for c in slack.calls_to("chat.postMessage"))
+        ),
+        what="every request posted",
+    )
+    return ids
+
+
+def _final(slack: SlackApiDouble, n: int) -> bool:
+    dm = slack.messages[slack.dm_channel(DANA)]
+    return len(dm) == n and all(str(m.get("text", "")).startswith("Cancelled") for m in dm)
+
+
+async def test_two_replicas_keep_together_to_one_teams_chat_update_limit(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    slack = limited_slack
+    replicas = await _replicas(database_url, receiver, slack, "chat.update=3/2")
+    try:
+        ids = await _posted_requests(replicas[0], slack, 8)
+        for n, task_id in enumerate(ids):  # both replicas take part
+            status, _ = await replicas[n % 2].request(
+                "POST", f"/api/v1/approvals/{task_id}/cancel", json={}
+            )
+            assert status == 200
+        await eventually(lambda: _final(slack, 8), timeout=20, what="every message updated")
+        updates = slack.calls_to("chat.update", TEAM)
+        assert len(updates) >= 8
+        assert slack.rate_limited() == 0
+        # The limit held the work back: calls waited for their permits.
+        waits = sum(
+            _value(r.app[METRICS].slack_permit_waits.labels("chat.update")) for r in replicas
+        )
+        assert waits > 0
+        ok = sorted(c.at for c in updates if c.answer == "ok")
+        assert all(later - earlier >= 2.0 for earlier, later in zip(ok, ok[3:], strict=False))
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_a_429_blocks_the_method_for_every_replica_until_it_passes(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    slack = limited_slack
+    slack.set_limit("chat.update", 100, 60.0)
+    replicas = await _replicas(database_url, receiver, slack, "chat.update=100/60")
+    try:
+        ids = await _posted_requests(replicas[0], slack, 8)
+        slack.fail("chat.update", Fault(kind="ratelimited", retry_after=2, team=TEAM))
+        for n, task_id in enumerate(ids):
+            status, _ = await replicas[n % 2].request(
+                "POST", f"/api/v1/approvals/{task_id}/cancel", json={}
+            )
+            assert status == 200
+        await eventually(lambda: _final(slack, 8), timeout=20, what="every message updated")
+        updates = slack.calls_to("chat.update", TEAM)
+        [refused] = [c for c in updates if c.answer == "ratelimited"]
+        sent = [c.at - refused.at for c in updates if c.answer == "ok"]
+        # Calls already on their way when the 429 came may still land; after that nobody
+        # calls until Retry-After has passed, and then the rest go.
+        assert [t for t in sent if 0.3 < t < 1.95] == [], sent
+        assert len([t for t in sent if t >= 1.95]) >= 4, sent
+        blocked = sum(
+            _value(r.app[METRICS].slack_ratelimited.labels("chat.update")) for r in replicas
+        )
+        assert blocked == 1
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+# --- urgent first --------------------------------------------------------------------------
+
+
+async def test_a_private_answer_goes_before_queued_app_home_refreshes(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    slack = limited_slack
+    service = await start_service(slack_settings(receiver, slack), database_url)
+    try:
+        service.dispatcher.concurrency = 4
+        users = [f"U0HOME{n:03d}" for n in range(50)]
+        for n, user in enumerate(users):
+            slack.add_user(user, f"home{n}", f"home{n}@acme.test")
+        async with service.app[POOL].acquire() as conn, conn.transaction():
+            for user in users:
+                await outbox.enqueue(conn, "slack.home", {"user": user})
+            await outbox.enqueue(
+                conn, "slack.ephemeral", {"channel": APPROVALS, "user": LEE, "text": "Not yours."}
+            )
+        await eventually(
+            lambda: len(slack.calls_to("views.publish")) == 50, what="every App Home refreshed"
+        )
+        methods = [c.method for c in slack.calls if c.method != "auth.test"]
+        first = methods.index("chat.postEphemeral")
+        # At most the rest of the first claim went before it (under one due-order: all 50).
+        assert methods[:first].count("views.publish") < service.dispatcher.concurrency
+        assert slack.ephemeral and slack.ephemeral[0]["text"] == "Not yours."
+    finally:
+        await service.close()
+
+
+async def test_the_kinds_are_given_their_priorities(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        for kind in ("slack.home", "slack.update", "callback", "slack.ephemeral", "task.changed"):
+            await outbox.enqueue(conn, kind, {})
+        rows = await conn.fetch("SELECT kind, priority, tenant FROM outbox ORDER BY id")
+    assert [(r["kind"], r["priority"]) for r in rows] == [
+        ("slack.home", 3),
+        ("slack.update", 2),
+        ("callback", 1),
+        ("slack.ephemeral", 0),
+        ("task.changed", 0),
+    ]
+    assert {r["tenant"] for r in rows} == {""}
+
+
+# --- fair across workspaces ----------------------------------------------------------------
+
+
+async def _backlog(conn: asyncpg.Connection, tenant: str, kind: str, n: int) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (kind, payload, tenant, message_id)"
+        " SELECT $1, jsonb_build_object('user', 'U0BACK' || n), $2, $2 || ':' || n"
+        " FROM generate_series(1, $3) AS n",
+        kind,
+        tenant,
+        n,
+    )
+
+
+async def test_a_claim_serves_the_workspaces_in_turn(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await _backlog(conn, "ws-a", "slack.update", 500)
+        await _backlog(conn, "ws-c", "slack.update", 500)
+        await _backlog(conn, "ws-b", "slack.post", 1)  # queued last, behind 1,000 items
+        first = await outbox.claim_due(conn, limit=5, lease=60, worker="w", per_tenant=4)
+        assert Counter(i.tenant for i in first) == {"ws-a": 4, "ws-b": 1}
+        assert [i.message_id for i in first if i.tenant == "ws-b"] == ["ws-b:1"]
+        # The next claim starts where this one stopped.
+        turn = outbox.next_turn(first, "")
+        assert turn == "ws-b"
+        second = await outbox.claim_due(
+            conn, limit=5, lease=60, worker="w", per_tenant=4, after_tenant=turn
+        )
+        assert Counter(i.tenant for i in second) == {"ws-c": 4, "ws-a": 1}
+        assert [i.message_id for i in second if i.tenant == "ws-c"] == [
+            f"ws-c:{n}" for n in range(1, 5)
+        ]
+        # A lone workspace with work gets a whole claim, round after round.
+        await conn.execute("DELETE FROM outbox WHERE tenant <> 'ws-a'")
+        alone = await outbox.claim_due(conn, limit=20, lease=60, worker="w", per_tenant=4)
+        assert [i.message_id for i in alone] == [f"ws-a:{n}" for n in range(6, 26)]
+
+
+async def test_another_workspaces_new_request_is_not_stuck_behind_a_backlog(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    slack = limited_slack
+    slack.set_limit("views.publish", 2, 60.0)
+    settings = slack_settings(receiver, slack, slack_rate_limits=(("views.publish", 2, 60.0),))
+    service = await start_service(settings, database_url)
+    try:
+        async with service.app[POOL].acquire() as conn:
+            await _backlog(conn, "ws-a", "slack.home", 500)
+            await conn.execute("NOTIFY taskjuice_outbox")
+        status, task = await service.request(
+            "POST",
+            "/api/v1/approvals",
+            json=approval_body(
+                workspace="ws-b",
+                approvers=[{"slack_user_id": LEE}],
+                deliver={"slack": True, "email": False, "slack_channel": None},
+            ),
+        )
+        assert status == 201, task
+        await eventually(
+            lambda: slack.messages.get(slack.dm_channel(LEE)), timeout=5, what="B's DM"
+        )
+        async with service.app[POOL].acquire() as conn:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE tenant = 'ws-a' AND status = 'pending'"
+            )
+        assert waiting > 450  # A's backlog is still there, held back by its budget
+        assert slack.rate_limited() == 0
+    finally:
+        await service.close()
+
+
+async def test_metrics_show_permits_and_queues_by_workspace_and_priority(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    slack = limited_slack
+    service = await start_service(slack_settings(receiver, slack), database_url)
+    try:
+        await _posted_requests(service, slack, 1)
+        async with service.app[POOL].acquire() as conn:
+            await conn.execute(
+                "INSERT INTO outbox (kind, payload, tenant, message_id, next_attempt_at)"
+                " VALUES ('slack.home', '{}', 'ws-m', 'm1', now() + interval '1 hour')"
+            )
+        status, text = await service.request("GET", "/metrics", token=None)
+        assert status == 200
+        assert 'taskjuice_slack_permits_granted_total{method="chat.postMessage"}' in text
+        assert 'taskjuice_outbox_queue_depth{priority="3",tenant="ws-m"} 1.0' in text
+        assert 'taskjuice_outbox_queue_oldest_age_seconds{priority="3",tenant="ws-m"}' in text
+    finally:
+        await service.close()
+
+
+def _value(metric: Any) -> float:
+    return float(metric._value.get())
