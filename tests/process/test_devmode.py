@@ -123,7 +123,9 @@ async def test_the_whole_loop_in_the_dev_console(dev: str) -> None:
         assert re.search(r"Approved\s+by @dana via email link", text), text
 
 
-async def test_deny_with_a_reason_and_the_app_home_in_the_dev_console(dev: str) -> None:
+async def test_deny_with_a_reason_the_app_home_and_connect_slack_in_the_dev_console(
+    dev: str,
+) -> None:
     async with browser_page() as page:
         await page.set_viewport_size({"width": 1400, "height": 1600})
         await page.goto(dev + "/dev?user=U0DANA001&c=D0DANA001")
@@ -148,6 +150,20 @@ async def test_deny_with_a_reason_and_the_app_home_in_the_dev_console(dev: str) 
         home = page.locator(".home")
         await home.get_by_text("Refund $4,000 to customer #881").wait_for()
         assert "customer #9" not in await home.inner_text()
+
+        # Connect Slack for a new workspace: the consent page opens beside the console.
+        await page.fill("form.new-workspace input[name=workspace]", "initech")
+        async with page.expect_popup() as popup:
+            await page.locator("form.new-workspace").get_by_role("button").click()
+        consent = await popup.value
+        await consent.select_option("select[name=team]", "T0INITEC1")
+        await consent.select_option("select[name=user]", "U0BILL001")
+        await consent.select_option("select[name=channel]", "C0INITAL1")
+        await consent.get_by_role("button", name="Allow").click()
+        await consent.get_by_role("heading", name="Slack is connected").wait_for()
+        await consent.close()
+        row = page.locator("tr[data-workspace=initech]")
+        await row.filter(has_text="Initech (T0INITEC1)").wait_for()
 
 
 ACME, GLOBEX, INITECH = "T0ACME001", "T0GLOBEX1", "T0INITEC1"
