@@ -1,8 +1,11 @@
 """The dev console at /dev (dev mode only): Slack, mail and the platform in one browser tab.
 
 Buttons, modals, commands and the App Home are sent to the bot's own /slack/events as Slack
-sends them, built and signed by bot/devkit/slack_requests.py; replies go through the bot's
-inbound SMTP listener; requests and events go through the API.
+sends them, built and signed by bot/devkit/slack_requests.py: `team` is the team the click
+happened in (the conversation's), `user.team_id` the clicker's own, so a click by someone of
+another team (a Slack Connect guest) meets the bot's tenant rules as in real Slack. Replies go
+through the bot's inbound SMTP listener; requests, events and Slack connections go through the
+API (Connect Slack opens an install link and walks the double's consent page).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import aiosmtplib
@@ -25,7 +28,7 @@ from markupsafe import Markup
 
 from bot.devkit.mrkdwn import to_html
 from bot.devkit.slack_requests import SlackRequests, button
-from bot.runtime.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, DevWorld
+from bot.runtime.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, TEAMS, DevTeam, DevWorld
 from bot.runtime.keys import SETTINGS
 
 __all__ = ["WORLD", "add_routes"]
@@ -58,6 +61,8 @@ def add_routes(app: web.Application, world: DevWorld) -> None:
     app.router.add_post("/dev/mail/reply", mail_reply)
     app.router.add_post("/dev/platform/approval", platform_approval)
     app.router.add_post("/dev/platform/event", platform_event)
+    app.router.add_post("/dev/platform/connect", platform_connect)
+    app.router.add_post("/dev/platform/disconnect", platform_disconnect)
 
 
 def _opened_for(view: dict[str, Any]) -> str:
@@ -68,17 +73,65 @@ def _opened_for(view: dict[str, Any]) -> str:
 
 def _user_name(world: DevWorld) -> Any:
     def name(user_id: str) -> str:
-        user = world.slack.users.get(user_id)
+        user = world.slack.user(user_id)
         return user.name if user else user_id
 
     return name
 
 
+def _team_of_user(world: DevWorld, user_id: str) -> str:
+    user = world.slack.user(user_id)
+    return user.team_id if user else world.slack.team_id
+
+
+def _team_of_channel(world: DevWorld, channel: str, user_id: str) -> str:
+    """The team a conversation belongs to: a channel's own team (also for a channel shared
+    with others), or for a DM the user's."""
+    owner = next((t.id for t in world.slack.teams.values() if channel in t.channels), None)
+    return owner or _team_of_user(world, user_id)
+
+
+_ROLES = {person.id: person.role for person in PEOPLE}
+
+
+def _people(world: DevWorld) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The Acting-as picker: every team's people, admins marked."""
+    return [
+        (
+            f"{team.name} ({team.id})",
+            [
+                (
+                    u.id,
+                    u.name
+                    + (" · admin" if u.is_admin else "")
+                    + (f" ({_ROLES[u.id]})" if u.id in _ROLES else ""),
+                )
+                for u in team.users.values()
+            ],
+        )
+        for team in world.slack.teams.values()
+    ]
+
+
+def _conversations(world: DevWorld) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every team's channels, the channels shared with it (Slack Connect) and its DMs."""
+    groups = []
+    for team in world.slack.teams.values():
+        items = [(cid, f"#{name}") for cid, name in team.channels.items()]
+        for cid, guests in world.slack.shared.items():
+            if cid in team.channels:
+                items = [(c, f"{label} · shared") if c == cid else (c, label) for c, label in items]
+            elif team.id in guests:
+                owner = next(t for t in world.slack.teams.values() if cid in t.channels)
+                items.append((cid, f"#{owner.channels[cid]} · {owner.name}, shared"))
+        items += [(world.slack.dm_channel(u.id), f"DM · {u.name}") for u in team.users.values()]
+        groups.append((f"{team.name} ({team.id})", items))
+    return groups
+
+
 def _state(request: web.Request) -> dict[str, Any]:
     world = request.app[WORLD]
-    user = request.query.get("user", PEOPLE[0][0])
-    conversations = [(cid, f"#{name}") for cid, name in world.slack.channels.items()]
-    conversations += [(world.slack.dm_channel(uid), f"DM · {name}") for uid, name, _, _ in PEOPLE]
+    user = request.query.get("user", PEOPLE[0].id)
     conversation = request.query.get("c", world.slack.dm_channel(user))
     mails = world.mail.messages
     chosen = int(request.query.get("m", len(mails) - 1 if mails else -1))
@@ -90,9 +143,10 @@ def _state(request: web.Request) -> dict[str, Any]:
         else ""
     )
     return {
-        "people": PEOPLE,
+        "people": _people(world),
         "user": user,
-        "conversations": conversations,
+        "user_team": world.slack.teams[_team_of_user(world, user)].name,
+        "conversations": _conversations(world),
         "conversation": conversation,
         "messages": world.slack.messages.get(conversation, []),
         "ephemeral": [e for e in world.slack.ephemeral if e["user"] == user][-5:],
@@ -103,8 +157,19 @@ def _state(request: web.Request) -> dict[str, Any]:
         "mail_index": chosen,
         "mail_doc": mail_doc,
         "callbacks": list(reversed(world.platform.received))[:30],
+        "workspaces": [(ws, None) for ws in world.workspaces],
         "query": dict(request.query),
     }
+
+
+async def _connections(request: web.Request) -> list[tuple[str, dict[str, Any] | None]]:
+    """Each workspace the console knows, with what the API says of it (as the platform
+    would read it); None where the API answered otherwise."""
+    shown = []
+    for workspace in request.app[WORLD].workspaces:
+        status, view = await _api(request, "GET", f"/workspaces/{quote(workspace, safe='')}")
+        shown.append((workspace, view if status == 200 else None))
+    return shown
 
 
 def _render(request: web.Request, name: str, **values: Any) -> web.Response:
@@ -117,14 +182,18 @@ def _render(request: web.Request, name: str, **values: Any) -> web.Response:
 
 
 async def console(request: web.Request) -> web.Response:
-    return _render(request, "dev/console.html.j2", **_state(request))
+    state = _state(request) | {"workspaces": await _connections(request)}
+    return _render(request, "dev/console.html.j2", **state)
 
 
 async def panel(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in ("slack", "mail", "platform"):
         raise web.HTTPNotFound()
-    return _render(request, f"dev/{name}.html.j2", **_state(request))
+    state = _state(request)
+    if name == "platform":
+        state["workspaces"] = await _connections(request)
+    return _render(request, f"dev/{name}.html.j2", **state)
 
 
 async def platform_app(request: web.Request) -> web.Response:
@@ -140,14 +209,21 @@ def _back(request: web.Request, **query: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther("/dev?" + urlencode(merged))
 
 
-def _slack(world: DevWorld) -> SlackRequests:
-    """Slack's side of the dev workspace: what it sends, signed as Slack signs."""
+def _slack(world: DevWorld, team_id: str) -> SlackRequests:
+    """Slack's side of one dev team: what it sends, signed as Slack signs."""
     return SlackRequests(
         SIGNING_SECRET,
-        team_id=world.slack.team_id,
+        team_id=team_id,
+        team_domain=world.slack.teams[team_id].domain,
         app_id="A0TASKJDEV",
         token="dev",  # noqa: S106 (Slack's deprecated verification token; the bot ignores it)
     )
+
+
+def _as_member_of(payload: dict[str, Any], team_id: str) -> dict[str, Any]:
+    """The actor keeps their own team, whatever team the interaction happened in."""
+    payload["user"]["team_id"] = team_id
+    return payload
 
 
 async def _to_bot(request: web.Request, sent: tuple[bytes, dict[str, str]]) -> tuple[int, str]:
@@ -182,7 +258,11 @@ async def slack_click(request: web.Request) -> web.StreamResponse:
         element = button({"blocks": blocks}, action_id, None if wanted is None else str(wanted))
     except StopIteration:
         return _back(request)
-    slack = _slack(world)
+    own = _team_of_user(world, user)
+    where = own if home else _team_of_channel(world, str(form["channel"]), user)
+    slack = _slack(world, where)
+    trigger = f"{user}.{next(_triggers)}"
+    world.triggers[trigger] = where
     payload = slack.block_actions_payload(
         user=user,
         username=_user_name(world)(user),
@@ -190,9 +270,9 @@ async def slack_click(request: web.Request) -> web.StreamResponse:
         value=element.get("value", ""),
         message=None if home else message,
         view_id="home",
-        trigger_id=f"{user}.{next(_triggers)}",
+        trigger_id=trigger,
     )
-    await _to_bot(request, slack.interaction(payload))
+    await _to_bot(request, slack.interaction(_as_member_of(payload, own)))
     return _back(request)
 
 
@@ -207,16 +287,16 @@ async def slack_submit(request: web.Request) -> web.StreamResponse:
         view["_closed"] = True
         return _back(request)
     clean = {k: v for k, v in view.items() if not k.startswith("_")}
-    _, body = await _to_bot(
-        request,
-        _slack(world).view_submission(
-            user=user,
-            username=_user_name(world)(user),
-            view=clean,
-            reason=str(form.get("reason", "")) or None,
-            trigger_id=f"{user}.{next(_triggers)}",
-        ),
+    own = _team_of_user(world, user)
+    slack = _slack(world, world.triggers.get(str(view.get("trigger_id")), own))
+    payload = slack.view_submission_payload(
+        user=user,
+        username=_user_name(world)(user),
+        view=clean,
+        reason=str(form.get("reason", "")) or None,
+        trigger_id=f"{user}.{next(_triggers)}",
     )
+    _, body = await _to_bot(request, slack.interaction(_as_member_of(payload, own)))
     answer = json.loads(body) if body.strip().startswith("{") else {}
     if answer.get("response_action") == "update":
         view.update(answer["view"])
@@ -231,7 +311,7 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
     user, channel = str(form["user"]), str(form.get("channel", "C0APPROV1"))
     _, answer = await _to_bot(
         request,
-        _slack(world).slash_command(
+        _slack(world, _team_of_user(world, user)).slash_command(
             user=user,
             channel=channel,
             text=str(form.get("text", "")),
@@ -253,7 +333,8 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
 async def slack_home(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     user = str((await request.post())["user"])
-    await _to_bot(request, _slack(world).app_home_opened(user, event_id=f"Ev{next(_triggers)}"))
+    slack = _slack(world, _team_of_user(world, user))
+    await _to_bot(request, slack.app_home_opened(user, event_id=f"Ev{next(_triggers)}"))
     return _back(request, home="1")
 
 
@@ -287,41 +368,88 @@ async def mail_reply(request: web.Request) -> web.StreamResponse:
     return _back(request)
 
 
-async def _api(request: web.Request, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+async def _api(
+    request: web.Request, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """Call the bot's platform API as the platform does."""
     settings = request.app[SETTINGS]
     async with (
         aiohttp.ClientSession() as http,
-        http.post(
+        http.request(
+            method,
             f"http://127.0.0.1:{settings.port}/api/v1{path}",
             json=body,
             headers={"Authorization": f"Bearer {API_TOKEN}"},
         ) as response,
     ):
-        return response.status, await response.json()
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+
+def _dev_team(world: DevWorld, view: Any) -> DevTeam | None:
+    """The dev team a workspace is connected to (by what the API shows of it)."""
+    team_id = ((view or {}).get("slack") or {}).get("team_id")
+    return next((t for t in TEAMS if t.id == team_id), None)
 
 
 async def platform_approval(request: web.Request) -> web.StreamResponse:
+    world = request.app[WORLD]
     form = await request.post()
-    approvers = [{"email": "dana@acme.test"}, {"slack_user_id": "U0LEE0001"}]
+    workspace = str(form.get("workspace") or "acme")
+    _, view = await _api(request, "GET", f"/workspaces/{quote(workspace, safe='')}")
+    team = _dev_team(world, view)
+    if team is None:
+        world.platform.received.append(_note(f"{workspace} is not connected to Slack"))
+        return _back(request)
     body: dict[str, Any] = {
-        "workspace": "acme",
+        "workspace": workspace,
         "run_id": f"run_dev_{int(time.time() * 1000)}",
         "workflow": {"id": "wf_dev", "name": str(form.get("workflow") or "Dev workflow")},
         "step": "Approval step",
         "summary": str(form.get("summary") or "Sample request"),
         "details": {"amount": "250.00", "currency": "USD"},
         "reversibility": str(form.get("reversibility", "recoverable")),
-        "approvers": approvers,
-        "required_approvals": int(str(form.get("quorum", "1"))),
-        "requested_by": {"email": "ops@acme.test"},
+        "approvers": list(team.approvers),
+        "required_approvals": min(int(str(form.get("quorum", "1"))), len(team.approvers)),
+        "requested_by": {"email": team.requester},
         "expires_in": int(str(form.get("expires_in") or 600)),
         "timeout_policy": str(form.get("policy", "deny")),
     }
     if body["timeout_policy"] == "escalate":
-        body["escalation"] = [{"approvers": [{"email": "cfo@acme.test"}], "expires_in": 600}]
-    status, answer = await _api(request, "/approvals", body)
+        body["escalation"] = [{"approvers": [{"email": team.escalation}], "expires_in": 600}]
+    status, answer = await _api(request, "POST", "/approvals", body)
     if status >= 400:
-        request.app[WORLD].platform.received.append(_note(f"API said {status}: {answer}"))
+        world.platform.received.append(_note(f"API said {status}: {answer}"))
+    return _back(request)
+
+
+async def platform_connect(request: web.Request) -> web.StreamResponse:
+    """Connect Slack: the platform asks for an install link and the browser opens it (the
+    double's consent page, then the bot's page saying whether Slack is connected)."""
+    world = request.app[WORLD]
+    workspace = str((await request.post()).get("workspace", "")).strip()
+    if not workspace:
+        world.platform.received.append(_note("Connect Slack: name the workspace first"))
+        return _back(request)
+    path = f"/workspaces/{quote(workspace, safe='')}/slack/install-link"
+    status, answer = await _api(request, "POST", path)
+    if status != 201:
+        world.platform.received.append(_note(f"install link: API said {status}: {answer}"))
+        return _back(request)
+    if workspace not in world.workspaces:
+        world.workspaces.append(workspace)
+    return web.HTTPSeeOther(str(answer["url"]))
+
+
+async def platform_disconnect(request: web.Request) -> web.StreamResponse:
+    world = request.app[WORLD]
+    workspace = str((await request.post()).get("workspace", ""))
+    status, answer = await _api(request, "DELETE", f"/workspaces/{quote(workspace, safe='')}/slack")
+    if status != 200:
+        world.platform.received.append(_note(f"disconnect: API said {status}: {answer}"))
     return _back(request)
 
 
@@ -389,8 +517,10 @@ _EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 async def platform_event(request: web.Request) -> web.StreamResponse:
-    kind = str((await request.post()).get("kind", ""))
+    form = await request.post()
+    kind = str(form.get("kind", ""))
     if kind in _EVENTS:
         path, body = _EVENTS[kind]
-        await _api(request, path, {"workspace": "acme"} | body)
+        workspace = str(form.get("workspace") or "acme")
+        await _api(request, "POST", path, {"workspace": workspace} | body)
     return _back(request)

@@ -338,9 +338,16 @@ class _SlackEdge:
         if view is None:
             return
         # Opening a modal is not a decision: it runs after the ack and may be retried by a click.
-        task = asyncio.create_task(self.client.views_open(trigger_id=click.trigger_id, view=view))
+        task = asyncio.create_task(self._open_modal(click, view))
         self._background.add(task)
         task.add_done_callback(self._done)
+
+    async def _open_modal(self, click: interactions.Click, view: dict[str, Any]) -> None:
+        """views.open with the token of the team the click happened in (distributed mode)."""
+        client = self.client
+        if self.teams.distributed and click.team is not None:
+            client = await self.teams.client_for(click.team, click.enterprise)
+        await client.views_open(trigger_id=click.trigger_id, view=view)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
 import socket
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +23,9 @@ from bot.runtime.config import SETTINGS_HELP, Settings, load_settings
 from bot.runtime.logs import configure_logging
 from bot.slack.installations import TokenCipher, rotate_token_keys
 from store.database import create_pool, embedded_database_url, recreate_database
+
+if TYPE_CHECKING:
+    from bot.runtime.devmode import DevWorld
 
 __all__ = ["main"]
 
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_dev() -> int:
     """`taskjuice-bot dev`: everything on loopback, with a dev console at /dev."""
-    from bot.runtime.devmode import require_loopback
+    from bot.runtime.devmode import ConnectFailed, require_loopback
 
     env = dict(os.environ)
     try:
@@ -177,24 +183,40 @@ def run_dev() -> int:
         print(f"taskjuice-bot: {exc}", file=sys.stderr)
         return 2
     configure_logging(env.get("LOG_LEVEL", "INFO").upper())
-
-    def announce(_: str) -> None:  # run_app calls this once the port is bound
-        print(f"TaskJuice dev console: http://127.0.0.1:{port}/dev", flush=True)
-
     use_fast_event_loop()
-    web.run_app(
-        _dev_app(env, port),
-        host="127.0.0.1",
-        port=port,
-        access_log=None,
-        print=announce,
-        shutdown_timeout=5,
-    )
+    try:
+        asyncio.run(_serve_dev(env, port))
+    except ConnectFailed as exc:
+        print(f"taskjuice-bot: dev mode could not connect Slack: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
-async def _dev_app(env: dict[str, str], port: int) -> web.Application:
-    from bot.runtime.devmode import dev_environment, seed, start_world
+async def _serve_dev(env: dict[str, str], port: int) -> None:
+    """Serve the dev app until SIGINT or SIGTERM. The seeded workspaces are connected to
+    Slack through the bot's own HTTP install flow, so that happens once it listens; the
+    console's address is printed when they are connected and seeded."""
+    from bot.runtime.devmode import connect_and_seed
+
+    app, world = await _dev_app(env, port)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await connect_and_seed(app, world)
+        print(f"TaskJuice dev console: http://127.0.0.1:{port}/dev", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def _dev_app(env: dict[str, str], port: int) -> tuple[web.Application, DevWorld]:
+    from bot.runtime.devmode import dev_environment, start_world
     from handlers import devconsole
 
     world = await start_world()
@@ -207,7 +229,6 @@ async def _dev_app(env: dict[str, str], port: int) -> web.Application:
 
     app = build_app(settings, database_url)
     devconsole.add_routes(app, world)
-    app.on_startup.append(seed)
 
     async def stop_world(_: web.Application) -> None:
         await world.slack.stop()
@@ -215,7 +236,7 @@ async def _dev_app(env: dict[str, str], port: int) -> web.Application:
         await world.platform.stop()
 
     app.on_cleanup.append(stop_world)
-    return app
+    return app, world
 
 
 def _free_port() -> int:
