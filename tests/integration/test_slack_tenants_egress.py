@@ -302,7 +302,8 @@ async def test_uninstall_gives_up_slack_work_mails_pending_approvals_and_says_so
             )
 
     await eventually(retrying)
-    double.uninstall("T0ALPHA")
+    # Slack's events come first here: with the tokens dead first, a retry in flight could
+    # meet `account_inactive` and revoke as invalid_auth (that path has its own test).
     for kind in ("app_uninstalled", "tokens_revoked"):  # Slack sends both; said once
         event = double.event_request("T0ALPHA", kind, SIGNING)
         async with (
@@ -312,6 +313,7 @@ async def test_uninstall_gives_up_slack_work_mails_pending_approvals_and_says_so
             ) as response,
         ):
             assert response.status == 200
+    double.uninstall("T0ALPHA")
 
     items = await dead_slack_items(pool, task)
     assert items and all(i["status"] == "dead" for i in items)
