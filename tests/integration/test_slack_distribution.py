@@ -23,18 +23,18 @@ from bot.errors import SettingsError
 from bot.runtime.config import load_settings
 from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
 from bot.slack.teams import BindingStatus, SlackTeams, TeamNotInstalled, binding
-from tests.conftest import Service, make_settings, start_service
+from tests.conftest import Service, start_on_free_ports
+from tests.distributed_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    distributed_settings,
+    fake_key,
+    install_link,
+)
+from tests.distributed_support import Browser as AdminBrowser
 from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, eventually, free_port
 
-
-def fake_key(name: str) -> str:
-    """An obviously fake Fernet key (32 bytes, URL-safe base64)."""
-    return base64.urlsafe_b64encode(f"fake-token-key-{name}".encode().ljust(32, b".")).decode()
-
-
 KEY = fake_key("dist")
-CLIENT_ID, CLIENT_SECRET = "111.222", "fake-client-secret"
-COOKIE = "slack-app-oauth-state"
 
 
 @dataclass
@@ -173,37 +173,26 @@ async def slack_oauth() -> AsyncIterator[SlackOAuthStandIn]:
 async def distributed(
     database_url: str, receiver: CallbackReceiver, slack_oauth: SlackOAuthStandIn
 ) -> AsyncIterator[Service]:
-    port = free_port()
-    settings = make_settings(
-        receiver.url,
-        public_url=f"http://127.0.0.1:{port}",
-        slack_client_id=CLIENT_ID,
-        slack_client_secret=CLIENT_SECRET,
-        slack_signing_secret="fake-signing-secret",
-        slack_token_keys=(KEY,),
-        slack_api_url=slack_oauth.api_url,
-        slack_oauth_url=slack_oauth.authorize_url,
+    svc = await start_on_free_ports(
+        lambda port: distributed_settings(
+            receiver.url,
+            port,
+            api_url=slack_oauth.api_url,
+            oauth_url=slack_oauth.authorize_url,
+            signing_secret="fake-signing-secret",
+            key=KEY,
+        ),
+        database_url,
     )
-    svc = await start_service(settings, database_url, port=port)
     yield svc
     await svc.close()
 
 
 @dataclass
-class Browser:
-    """The admin's browser: follows the flow one hop at a time, keeping the state cookie."""
+class Browser(AdminBrowser):
+    """The admin's browser, which also passes the stand-in's consent screen in one go."""
 
-    session: aiohttp.ClientSession
-    cookie: str | None = None
     last_redirect: str = ""
-
-    async def get(self, url: str) -> tuple[int, str, str | None]:
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"} if self.cookie else {}
-        async with self.session.get(url, headers=headers, allow_redirects=False) as response:
-            set_cookie = response.headers.get("Set-Cookie", "")
-            if set_cookie.startswith(f"{COOKIE}=") and "deleted" not in set_cookie:
-                self.cookie = set_cookie.split(";")[0].partition("=")[2]
-            return response.status, await response.text(), response.headers.get("Location")
 
     async def install(self, link: str) -> tuple[int, str]:
         """Open the link, pass Slack's consent screen, land on the redirect."""
@@ -222,13 +211,6 @@ class Browser:
 async def browser() -> AsyncIterator[Browser]:
     async with aiohttp.ClientSession() as session:
         yield Browser(session)
-
-
-async def install_link(svc: Service, workspace: str) -> str:
-    status, body = await svc.request("POST", f"/api/v1/workspaces/{workspace}/slack/install-link")
-    assert status == 201, body
-    url: str = body["url"]
-    return url
 
 
 async def slack_of(svc: Service, workspace: str) -> Any:
