@@ -206,6 +206,22 @@ class CallbackReceiver:
             await self._runner.cleanup()
 
 
+def run_bot_cli(
+    *command: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`taskjuice-bot COMMAND…` in a child process, run to its end (within a minute), its
+    output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.runtime.cli", *command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 def service_env(database_url: str, callback_url: str, port: int, **extra: str) -> dict[str, str]:
     """Environment for a `taskjuice-bot serve` process (fake secrets only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SMTP_"))}

@@ -4,8 +4,6 @@ HTTP, the binding the platform sees, its callbacks, disconnecting, and per-team 
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,14 @@ from tests.distributed_support import (
     install_link,
 )
 from tests.distributed_support import Browser as AdminBrowser
-from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, eventually, free_port
+from tests.support import (
+    API_TOKEN,
+    CALLBACK_SECRET,
+    CallbackReceiver,
+    eventually,
+    free_port,
+    run_bot_cli,
+)
 
 KEY = fake_key("dist")
 
@@ -477,41 +482,32 @@ async def test_client_for_carries_the_teams_token_and_refreshes_a_due_one_first(
         assert len(queued) == 1
 
 
-def test_both_modes_at_once_stop_start_up_with_one_line(tmp_path: Path) -> None:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "API_TOKENS": API_TOKEN,
-        "CALLBACK_URL": "http://127.0.0.1:9/callbacks",
-        "CALLBACK_SECRET": CALLBACK_SECRET,
-        "TASKJUICE_APP_URL": "http://app.taskjuice.test",
-        "SLACK_BOT_TOKEN": "xoxb-fake-single",
-        "SLACK_SIGNING_SECRET": "fake-signing-secret",
-        "SLACK_CLIENT_ID": CLIENT_ID,
-        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-        "SLACK_TOKEN_KEYS": KEY,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2 and done.stdout == ""
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_CLIENT_ID" in lines[0]
-    assert "xoxb-fake-single" not in lines[0] and CLIENT_SECRET not in lines[0]
-
-
 BASE = {
     "API_TOKENS": API_TOKEN,
     "CALLBACK_URL": "http://127.0.0.1:9/callbacks",
     "CALLBACK_SECRET": CALLBACK_SECRET,
     "TASKJUICE_APP_URL": "http://app.taskjuice.test",
 }
+DISTRIBUTED = {
+    "SLACK_CLIENT_ID": CLIENT_ID,
+    "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+    "SLACK_SIGNING_SECRET": "fake-signing-secret",
+}
+
+
+def test_both_modes_at_once_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    env = (
+        {"PATH": "/usr/bin:/bin"}
+        | BASE
+        | DISTRIBUTED
+        | {"SLACK_BOT_TOKEN": "xoxb-fake-single", "SLACK_TOKEN_KEYS": KEY}
+    )
+    done = run_bot_cli("serve", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_CLIENT_ID" in lines[0]
+    assert "xoxb-fake-single" not in lines[0] and CLIENT_SECRET not in lines[0]
 
 
 def test_distributed_mode_names_what_it_lacks_and_a_bad_key() -> None:
@@ -521,29 +517,11 @@ def test_distributed_mode_names_what_it_lacks_and_a_bad_key() -> None:
         assert name in missing.value.message
     bad = f"{KEY},not-a-fernet-key"
     with pytest.raises(SettingsError) as malformed:
-        load_settings(
-            BASE
-            | {
-                "SLACK_CLIENT_ID": CLIENT_ID,
-                "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-                "SLACK_SIGNING_SECRET": "fake-signing-secret",
-                "SLACK_TOKEN_KEYS": bad,
-            },
-            env_file=None,
-        )
+        load_settings(BASE | DISTRIBUTED | {"SLACK_TOKEN_KEYS": bad}, env_file=None)
     message = malformed.value.message
     assert "SLACK_TOKEN_KEYS" in message and "key 2 of 2" in message
     assert "not-a-fernet-key" not in message and KEY not in message
-    settings = load_settings(
-        BASE
-        | {
-            "SLACK_CLIENT_ID": CLIENT_ID,
-            "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-            "SLACK_SIGNING_SECRET": "fake-signing-secret",
-            "SLACK_TOKEN_KEYS": KEY,
-        },
-        env_file=None,
-    )
+    settings = load_settings(BASE | DISTRIBUTED | {"SLACK_TOKEN_KEYS": KEY}, env_file=None)
     assert settings.slack_distributed and not settings.slack_enabled
     assert settings.slack_oauth_url == "https://slack.com/oauth/v2/authorize"
     assert "fake-client-secret" not in repr(settings)
