@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bot.decisions import DecisionResult, Verdict, cancel, decide
+from bot.decisions import DecisionResult, Verdict, cancel
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.errors import NotFound
 from bot.platform.callbacks import callback_body
@@ -21,7 +21,7 @@ from store import seed, statistics
 from store import slack as slack_store
 from store.database import create_pool
 from tests.conftest import TaskFactory
-from tests.support import eventually, move_deadline, statement_plans, unbounded_scans
+from tests.support import eventually, move_deadline, statement_plans, unbounded_scans, vote
 
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
@@ -47,19 +47,6 @@ async def callback_bodies(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 async def rows(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
         return list(await conn.fetch(sql, *args))
-
-
-def vote(
-    pool: asyncpg.Pool,
-    task_id: UUID,
-    actor: Actor,
-    *,
-    outcome: Outcome = Outcome.APPROVE,
-    via: Channel = Channel.SLACK,
-    **kwargs: Any,
-) -> Awaitable[DecisionResult]:
-    """`actor`'s decision on the task (approve, in Slack, unless told otherwise)."""
-    return decide(pool, task_id=task_id, actor=actor, outcome=outcome, via=via, **kwargs)
 
 
 async def test_an_approver_approves_and_the_callback_is_queued(
