@@ -235,14 +235,18 @@ async def slack() -> AsyncIterator[SlackApiDouble]:
     await double.stop()
 
 
-def slack_settings(receiver: CallbackReceiver, slack: SlackApiDouble, **changes: Any) -> Settings:
-    slack_changes: dict[str, Any] = {
+def slack_changes(slack: SlackApiDouble) -> dict[str, Any]:
+    """The settings that turn Slack on (single-workspace mode), talking to the double."""
+    return {
         "slack_bot_token": slack.token,
         "slack_signing_secret": SIGNING_SECRET,
         "slack_api_url": slack.url,
         "slack_post_interval": 0.05,
     }
-    return make_settings(receiver.url, **(slack_changes | changes))
+
+
+def slack_settings(receiver: CallbackReceiver, slack: SlackApiDouble, **changes: Any) -> Settings:
+    return make_settings(receiver.url, **(slack_changes(slack) | changes))
 
 
 @pytest.fixture
@@ -295,14 +299,28 @@ def mail_settings(
     return make_settings(receiver.url, **(values | changes))
 
 
+async def start_mail_service(
+    database_url: str,
+    receiver: CallbackReceiver,
+    catcher: MailCatcher,
+    *,
+    slack: SlackApiDouble | None = None,
+    **changes: Any,
+) -> Service:
+    """The bot with email on (and Slack on the double, given `slack`), with changes; the
+    caller closes it."""
+    values = (slack_changes(slack) if slack is not None else {}) | changes
+    return await start_on_free_ports(
+        lambda port: mail_settings(receiver, catcher, port, **values), database_url
+    )
+
+
 @pytest.fixture
 async def mail_service(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher
 ) -> AsyncIterator[Service]:
     """The bot with email on (no Slack), its inbound SMTP listener and webhooks."""
-    svc = await start_on_free_ports(
-        lambda port: mail_settings(receiver, catcher, port), database_url
-    )
+    svc = await start_mail_service(database_url, receiver, catcher)
     yield svc
     await svc.close()
 

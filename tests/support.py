@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 import asyncpg
 import pytest
 from aiohttp import ClientSession, web
+
+from bot.decisions import DecisionResult, decide
+from bot.domain import Actor, Channel, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 API_TOKEN = "test-api-token"
@@ -98,6 +102,20 @@ def unbounded_scans(plan: str, tables: set[str]) -> list[str]:
         if not any("Index Cond" in d or "Recheck Cond" in d for d in details):
             found.append(line.strip())
     return found
+
+
+def vote(
+    pool: asyncpg.Pool,
+    task_id: UUID,
+    actor: Actor,
+    *,
+    outcome: Outcome = Outcome.APPROVE,
+    via: Channel = Channel.SLACK,
+    **kwargs: Any,
+) -> Awaitable[DecisionResult]:
+    """`actor`'s decision on the task through `bot.decisions.decide` (approve, in Slack,
+    unless told otherwise)."""
+    return decide(pool, task_id=task_id, actor=actor, outcome=outcome, via=via, **kwargs)
 
 
 async def move_deadline(conn: Any, task_id: Any, seconds: float) -> None:
@@ -204,6 +222,22 @@ class CallbackReceiver:
         self.release()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def run_bot_cli(
+    *command: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`taskjuice-bot COMMAND…` in a child process, run to its end (within a minute), its
+    output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.runtime.cli", *command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
 
 
 def service_env(database_url: str, callback_url: str, port: int, **extra: str) -> dict[str, str]:

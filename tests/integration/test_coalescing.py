@@ -8,12 +8,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot import decisions
-from bot.domain import Actor, Channel, Outcome
+from bot.domain import Actor, Channel
 from bot.outbox.dispatcher import GiveUp
 from bot.platform.callbacks import CallbackBodies, callback_body
 from tests.conftest import TaskFactory
 from tests.integration.test_decisions import rows
+from tests.support import vote
 
 
 class _CountingConnections:
@@ -33,13 +33,7 @@ async def test_a_claims_callbacks_read_their_audit_rows_in_one_statement(
 ) -> None:
     for _ in range(12):
         task_id = await task_factory.stored()
-        await decisions.decide(
-            pool,
-            task_id=task_id,
-            actor=Actor(email="dana@acme.test"),
-            outcome=Outcome.APPROVE,
-            via=Channel.EMAIL_LINK,
-        )
+        await vote(pool, task_id, Actor(email="dana@acme.test"), via=Channel.EMAIL_LINK)
     queued = await rows(pool, "SELECT payload FROM outbox WHERE kind = 'callback' ORDER BY id")
     payloads = [r["payload"] for r in queued]
     assert len(payloads) == 12

@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bot.decisions import DecisionResult, Verdict, cancel, decide
+from bot.decisions import DecisionResult, Verdict, cancel
 from bot.domain import Actor, Channel, Outcome, TaskStatus
 from bot.errors import NotFound
 from bot.platform.callbacks import callback_body
@@ -21,7 +21,7 @@ from store import seed, statistics
 from store import slack as slack_store
 from store.database import create_pool
 from tests.conftest import TaskFactory
-from tests.support import eventually, move_deadline, statement_plans, unbounded_scans
+from tests.support import eventually, move_deadline, statement_plans, unbounded_scans, vote
 
 DANA = Actor(email="dana@acme.test")
 LEE = Actor(slack_user_id="U024BE7LH", slack_team_id="T0001")
@@ -53,14 +53,7 @@ async def test_an_approver_approves_and_the_callback_is_queued(
     pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     task_id = await task_factory.stored()
-    result = await decide(
-        pool,
-        task_id=task_id,
-        actor=DANA,
-        outcome=Outcome.APPROVE,
-        via=Channel.SLACK,
-        client={"slack_team_id": "T0001"},
-    )
+    result = await vote(pool, task_id, DANA, client={"slack_team_id": "T0001"})
     assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.APPROVED
     [callback] = await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'")
     [body] = await callback_bodies(pool)
@@ -74,27 +67,14 @@ async def test_a_slack_approver_is_recognised_by_user_id(
     pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     task_id = await task_factory.stored()
-    result = await decide(
-        pool,
-        task_id=task_id,
-        actor=LEE,
-        outcome=Outcome.DENY,
-        via=Channel.SLACK,
-        reason="  wrong customer  ",
-    )
+    result = await vote(pool, task_id, LEE, outcome=Outcome.DENY, reason="  wrong customer  ")
     assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.DENIED
     assert result.decision is not None and result.decision.reason == "wrong customer"
 
 
 async def test_email_matching_ignores_case(pool: asyncpg.Pool, task_factory: TaskFactory) -> None:
     task_id = await task_factory.stored()
-    result = await decide(
-        pool,
-        task_id=task_id,
-        actor=Actor(email="Dana@ACME.test"),
-        outcome=Outcome.APPROVE,
-        via=Channel.EMAIL_LINK,
-    )
+    result = await vote(pool, task_id, Actor(email="Dana@ACME.test"), via=Channel.EMAIL_LINK)
     assert result.verdict is Verdict.DECIDED
 
 
@@ -103,9 +83,7 @@ async def test_a_non_approver_changes_nothing(
 ) -> None:
     task_id = await task_factory.stored()
     for actor in (Actor(email="mallory@evil.test"), Actor(slack_user_id="U999"), Actor()):
-        result = await decide(
-            pool, task_id=task_id, actor=actor, outcome=Outcome.APPROVE, via=Channel.SLACK
-        )
+        result = await vote(pool, task_id, actor)
         assert result.verdict is Verdict.NOT_APPROVER and not result.changed
     assert await rows(pool, "SELECT * FROM decisions") == []
     assert await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'") == []
@@ -117,12 +95,10 @@ async def test_the_requester_may_not_approve_their_own_request(
     task_id = await task_factory.stored(
         approvers=[{"email": "ops@acme.test"}, {"email": "dana@acme.test"}]
     )
-    refused = await decide(
-        pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
-    )
+    refused = await vote(pool, task_id, OPS)
     assert refused.verdict is Verdict.SELF_APPROVAL
     assert await rows(pool, "SELECT * FROM decisions") == []
-    denied = await decide(pool, task_id=task_id, actor=OPS, outcome=Outcome.DENY, via=Channel.SLACK)
+    denied = await vote(pool, task_id, OPS, outcome=Outcome.DENY)
     assert denied.verdict is Verdict.DECIDED and denied.task.status is TaskStatus.DENIED
 
 
@@ -132,9 +108,7 @@ async def test_self_approval_when_the_request_allows_it(
     task_id = await task_factory.stored(
         approvers=[{"email": "ops@acme.test"}], allow_self_approval=True
     )
-    result = await decide(
-        pool, task_id=task_id, actor=OPS, outcome=Outcome.APPROVE, via=Channel.SLACK
-    )
+    result = await vote(pool, task_id, OPS)
     assert result.verdict is Verdict.DECIDED
 
 
@@ -143,20 +117,14 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(
 ) -> None:
     await known_to_slack(pool, LEE, "lee@acme.test")
     task_id = await task_factory.stored(required_approvals=2)
-    first = await decide(
-        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
-    )
+    first = await vote(pool, task_id, DANA)
     assert first.verdict is Verdict.COUNTED and first.approvals == 1
     assert first.task.status is TaskStatus.PENDING
-    again = await decide(
-        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.EMAIL_LINK
-    )
+    again = await vote(pool, task_id, DANA, via=Channel.EMAIL_LINK)
     assert again.verdict is Verdict.ALREADY_VOTED
     assert again.decision is not None and again.decision.via is Channel.SLACK
     assert await rows(pool, "SELECT * FROM outbox WHERE kind = 'callback'") == []
-    second = await decide(
-        pool, task_id=task_id, actor=LEE, outcome=Outcome.APPROVE, via=Channel.SLACK
-    )
+    second = await vote(pool, task_id, LEE)
     assert second.verdict is Verdict.DECIDED and second.approvals == 2
     assert second.task.status is TaskStatus.APPROVED
     [body] = await callback_bodies(pool)
@@ -167,8 +135,8 @@ async def test_one_deny_denies_even_after_an_approval(
     pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     task_id = await task_factory.stored(required_approvals=2)
-    await decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK)
-    result = await decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.DENY, via=Channel.SLACK)
+    await vote(pool, task_id, DANA)
+    result = await vote(pool, task_id, LEE, outcome=Outcome.DENY)
     assert result.task.status is TaskStatus.DENIED
 
 
@@ -176,10 +144,8 @@ async def test_deciding_a_finished_task_reports_who_already_decided(
     pool: asyncpg.Pool, task_factory: TaskFactory
 ) -> None:
     task_id = await task_factory.stored()
-    await decide(
-        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.EMAIL_REPLY
-    )
-    late = await decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.DENY, via=Channel.SLACK)
+    await vote(pool, task_id, DANA, via=Channel.EMAIL_REPLY)
+    late = await vote(pool, task_id, LEE, outcome=Outcome.DENY)
     assert late.verdict is Verdict.ALREADY_FINISHED and not late.changed
     assert late.task.status is TaskStatus.APPROVED
     assert late.decision is not None
@@ -193,14 +159,7 @@ async def test_a_stale_message_decides_nothing(
 ) -> None:
     task_id = await task_factory.stored()
     for kwargs in ({"content_hash": "something-else"}, {"tier": 1}):
-        result = await decide(
-            pool,
-            task_id=task_id,
-            actor=DANA,
-            outcome=Outcome.APPROVE,
-            via=Channel.EMAIL_LINK,
-            **kwargs,
-        )
+        result = await vote(pool, task_id, DANA, via=Channel.EMAIL_LINK, **kwargs)
         assert result.verdict is Verdict.STALE
     assert await rows(pool, "SELECT * FROM decisions") == []
 
@@ -212,12 +171,11 @@ async def test_fifty_concurrent_decisions_have_exactly_one_outcome(
     task_id = await task_factory.stored(approvers=approvers)
     results = await asyncio.gather(
         *[
-            decide(
+            vote(
                 pool,
-                task_id=task_id,
-                actor=Actor(email=f"approver{i}@acme.test"),
+                task_id,
+                Actor(email=f"approver{i}@acme.test"),
                 outcome=Outcome.APPROVE if i % 2 else Outcome.DENY,
-                via=Channel.SLACK,
             )
             for i in range(50)
         ]
@@ -238,9 +196,7 @@ async def test_cancel_then_decide_reports_the_cancellation(
     task_id = await task_factory.stored()
     cancelled = await cancel(pool, task_id, reason="run cancelled")
     assert cancelled.verdict is Verdict.DECIDED
-    late = await decide(
-        pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK
-    )
+    late = await vote(pool, task_id, DANA)
     assert late.verdict is Verdict.ALREADY_FINISHED
     assert late.task.status is TaskStatus.CANCELLED
     assert late.decision is not None and late.decision.via is Channel.API
@@ -255,8 +211,8 @@ async def test_a_quorum_reached_by_two_simultaneous_approvals_approves(
     for _ in range(15):
         task_id = await task_factory.stored(required_approvals=2)
         results = await asyncio.gather(
-            decide(pool, task_id=task_id, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK),
-            decide(pool, task_id=task_id, actor=LEE, outcome=Outcome.APPROVE, via=Channel.SLACK),
+            vote(pool, task_id, DANA),
+            vote(pool, task_id, LEE),
         )
         assert sorted(r.verdict.value for r in results) == ["counted", "decided"]
         [row] = await rows(pool, "SELECT status FROM tasks WHERE id = $1", task_id)
@@ -274,7 +230,7 @@ async def test_a_storm_of_votes_counts_each_approver_once_and_ends_the_task_once
     )
     results = await asyncio.gather(
         *[
-            decide(pool, task_id=task_id, actor=Actor(email=p), outcome=Outcome.APPROVE, via=via)
+            vote(pool, task_id, Actor(email=p), via=via)
             for p in people
             for via in (Channel.SLACK, Channel.EMAIL_LINK)
         ]
@@ -307,15 +263,7 @@ async def test_decisions_arriving_together_are_written_together_and_judged_each_
     missing = UUID(int=7)
 
     def click(task_id: UUID, actor: Actor = DANA, **kwargs: Any) -> Any:
-        return decide(
-            pool,
-            task_id=task_id,
-            actor=actor,
-            outcome=Outcome.APPROVE,
-            via=Channel.SLACK,
-            metrics=metrics,
-            **kwargs,
-        )
+        return vote(pool, task_id, actor, metrics=metrics, **kwargs)
 
     results = await asyncio.gather(
         *[click(t) for t in plain],
@@ -385,13 +333,7 @@ async def test_two_replicas_deciding_the_same_tasks_at_once_end_each_task_once(
         tasks = [await task_factory.stored(run_id=f"run_{n}") for n in range(40)]
         results = await asyncio.gather(
             *[
-                decide(
-                    replica,
-                    task_id=task_id,
-                    actor=actor,
-                    outcome=outcome,
-                    via=Channel.SLACK,
-                )
+                vote(replica, task_id, actor, outcome=outcome)
                 for task_id in tasks
                 for replica, actor, outcome in (
                     (pool, DANA, Outcome.APPROVE),
@@ -421,10 +363,7 @@ async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
             "UPDATE tasks SET requested_by = '{\"unheard_of\": 1}' WHERE id = $1", broken
         )
     results = await asyncio.gather(
-        *[
-            decide(pool, task_id=t, actor=DANA, outcome=Outcome.APPROVE, via=Channel.SLACK)
-            for t in [*good, broken]
-        ],
+        *[vote(pool, t, DANA) for t in [*good, broken]],
         return_exceptions=True,
     )
     assert [getattr(r, "verdict", None) for r in results[:10]] == [Verdict.DECIDED] * 10
@@ -432,7 +371,7 @@ async def test_a_batch_that_fails_leaves_each_decision_to_be_made_alone(
     assert "decision batch failed" in caplog.text
     assert len(await rows(pool, "SELECT * FROM decisions")) == 10
     later = await task_factory.stored(run_id="run_later")
-    result = await decide(pool, task_id=later, actor=DANA, outcome=Outcome.DENY, via=Channel.SLACK)
+    result = await vote(pool, later, DANA, outcome=Outcome.DENY)
     assert result.verdict is Verdict.DECIDED
 
 
@@ -464,13 +403,7 @@ async def _decide_after_a_sudden_growth(
             held = cast(asyncpg.Pool, _Held(conn))
             # More runs than a plan is kept after.
             for task_id in await seed.pending_tasks(conn, 8, approver=CLICKER):
-                early = await decide(
-                    held,
-                    task_id=UUID(task_id),
-                    actor=clicker,
-                    outcome=Outcome.APPROVE,
-                    via=Channel.SLACK,
-                )
+                early = await vote(held, UUID(task_id), clicker)
                 assert early.verdict is Verdict.DECIDED
             many = await seed.pending_tasks(conn, 3000, approver=CLICKER)
             # Votes on the other tasks arrive as fast (only their number matters here).
@@ -483,13 +416,7 @@ async def _decide_after_a_sudden_growth(
             await conn.execute("SELECT pg_stat_force_next_flush()")  # counts visible sooner
             await meanwhile()
             async with statement_plans(conn) as plans:
-                result = await decide(
-                    held,
-                    task_id=UUID(many[1500]),
-                    actor=clicker,
-                    outcome=Outcome.APPROVE,
-                    via=Channel.SLACK,
-                )
+                result = await vote(held, UUID(many[1500]), clicker)
     finally:
         await pool.close()
     assert result.verdict is Verdict.DECIDED

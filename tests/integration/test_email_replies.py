@@ -310,14 +310,10 @@ async def test_two_from_headers_authenticate_nobody(
 async def test_dmarc_must_pass_at_the_trusted_receiver(
     database_url: str, receiver: Any, catcher: MailCatcher
 ) -> None:
-    from tests.conftest import mail_settings, start_service
-    from tests.support import free_port
+    from tests.conftest import start_mail_service
 
-    port = free_port()
-    svc = await start_service(
-        mail_settings(receiver, catcher, port, inbound_authserv_id="mx.acme.test"),
-        database_url,
-        port=port,
+    svc = await start_mail_service(
+        database_url, receiver, catcher, inbound_authserv_id="mx.acme.test"
     )
     try:
         task_id, mail = await request(svc, catcher)

@@ -11,8 +11,8 @@ import pytest
 import trustme
 
 from bot.devkit.mail_catcher import MailCatcher
-from tests.conftest import Service, approval_body, mail_settings, start_service
-from tests.support import CallbackReceiver, eventually, free_port
+from tests.conftest import Service, approval_body, start_mail_service
+from tests.support import CallbackReceiver, eventually
 
 LOGIN = ("taskjuice-bot", "not-a-real-password")
 
@@ -36,16 +36,14 @@ def server_context(ca: trustme.CA) -> ssl.SSLContext:
 async def serve_mail(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher, mode: str
 ) -> Service:
-    port = free_port()
-    settings = mail_settings(
+    return await start_mail_service(
+        database_url,
         receiver,
         catcher,
-        port,
         smtp_tls=mode,
         smtp_username=LOGIN[0],
         smtp_password=LOGIN[1],
     )
-    return await start_service(settings, database_url, port=port)
 
 
 @pytest.fixture(params=["starttls", "tls"])

@@ -23,8 +23,7 @@ from tests.conftest import (
     INBOUND_SECRET,
     Service,
     approval_body,
-    mail_settings,
-    start_service,
+    start_mail_service,
 )
 from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, sign
 from tests.support import CallbackReceiver, ServiceProcess, eventually, free_port, service_env
@@ -103,17 +102,7 @@ async def test_while_postgres_is_down_every_door_answers_503_and_nothing_is_deci
 ) -> None:
     if embedded_server is None:
         pytest.skip("needs the embedded PostgreSQL to stop it")
-    port = free_port()
-    settings = mail_settings(
-        receiver,
-        catcher,
-        port,
-        slack_bot_token=slack.token,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url,
-        slack_post_interval=0.05,
-    )
-    service = await start_service(settings, database_url, port=port)
+    service = await start_mail_service(database_url, receiver, catcher, slack=slack)
     agent = SlackUserAgent(service.base_url)
     try:
         body = approval_body(reversibility="recoverable", run_id="down-1")

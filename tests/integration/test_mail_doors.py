@@ -18,7 +18,7 @@ import pytest
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import SlackApiDouble
 from bot.runtime.config import load_settings
-from tests.conftest import Service, approval_body, mail_settings, start_service
+from tests.conftest import Service, approval_body, start_mail_service
 from tests.integration.test_email_replies import (
     _listener_port,
     _mailgun_form,
@@ -27,8 +27,8 @@ from tests.integration.test_email_replies import (
     request,
     status_of,
 )
-from tests.slack_support import DANA, SIGNING_SECRET, SlackUserAgent, block_action, button
-from tests.support import CallbackReceiver, eventually, free_port
+from tests.slack_support import DANA, SlackUserAgent, block_action, button
+from tests.support import CallbackReceiver, eventually
 
 
 @pytest.fixture
@@ -36,17 +36,7 @@ async def both(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher, slack: SlackApiDouble
 ) -> AsyncIterator[Service]:
     """The bot with Slack and email on."""
-    port = free_port()
-    settings = mail_settings(
-        receiver,
-        catcher,
-        port,
-        slack_bot_token=slack.token,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.url,
-        slack_post_interval=0.05,
-    )
-    svc = await start_service(settings, database_url, port=port)
+    svc = await start_mail_service(database_url, receiver, catcher, slack=slack)
     yield svc
     await svc.close()
 
@@ -173,11 +163,8 @@ def _with_results(raw: bytes, *values: str) -> bytes:
 async def test_only_the_topmost_trusted_authentication_results_counts(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher
 ) -> None:
-    port = free_port()
-    svc = await start_service(
-        mail_settings(receiver, catcher, port, inbound_authserv_id="mx.acme.test"),
-        database_url,
-        port=port,
+    svc = await start_mail_service(
+        database_url, receiver, catcher, inbound_authserv_id="mx.acme.test"
     )
     try:
         task_id, mail = await request(svc, catcher)
@@ -254,11 +241,11 @@ def test_the_listener_address_defaults_to_loopback() -> None:
 async def test_the_listener_does_not_listen_where_the_web_server_does(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher
 ) -> None:
-    port = free_port()
-    svc = await start_service(
-        mail_settings(receiver, catcher, port, host="0.0.0.0"),  # noqa: S104
+    svc = await start_mail_service(
         database_url,
-        port=port,
+        receiver,
+        catcher,
+        host="0.0.0.0",  # noqa: S104
     )
     try:
         smtp_port = _listener_port(svc)

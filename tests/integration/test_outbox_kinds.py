@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 from uuid import UUID
 
-from bot.decisions import Verdict, decide
+from bot.decisions import Verdict
 from bot.domain import Actor, Channel, OutboxKind, Outcome
 from bot.outbox import consequences
 from bot.runtime.keys import POOL
 from store import sweep
 from tests.conftest import Service, approval_body
-from tests.support import eventually, move_deadline
+from tests.support import eventually, move_deadline, vote
 
 STORE = Path(__file__).resolve().parents[2] / "store"
 # An outbox INSERT whose kind is spelled in the statement itself rather than bound.
@@ -47,12 +47,8 @@ async def test_every_kind_the_statements_write_has_a_handler(service: Service) -
     expired = await _create(service, run_id="run_expired", timeout_policy="deny")
     reminded = await _create(service, run_id="run_reminded")
     # A decision: written by store.tasks.record_decisions.
-    result = await decide(
-        pool,
-        task_id=decided,
-        actor=Actor(email="dana@acme.test"),
-        outcome=Outcome.DENY,
-        via=Channel.EMAIL_LINK,
+    result = await vote(
+        pool, decided, Actor(email="dana@acme.test"), outcome=Outcome.DENY, via=Channel.EMAIL_LINK
     )
     assert result.verdict is Verdict.DECIDED
     async with pool.acquire() as conn:

@@ -50,8 +50,20 @@ def ephemeral_for(slack: SlackApiDouble, user: str) -> list[str]:
     return [e["text"] for e in slack.ephemeral if e["user"] == user]
 
 
-async def settled(slack: SlackApiDouble, check: Any, what: str) -> Any:
-    return await eventually(check, what=what)
+async def edited_dm(
+    slack: SlackApiDouble, user: str, what: str = "update", *, edits: int = 1
+) -> dict[str, Any]:
+    """`user`'s first DM, once it has been edited `edits` times or more."""
+    message: dict[str, Any] = await eventually(
+        lambda: dm(slack, user)[0]["edited"] >= edits and dm(slack, user)[0], what=what
+    )
+    return message
+
+
+async def view_of(service: Service, task: dict[str, Any]) -> dict[str, Any]:
+    """The request as the API shows it now."""
+    _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
+    return dict(view)
 
 
 async def test_each_approver_gets_a_dm_with_the_request(
@@ -90,7 +102,7 @@ async def test_each_approver_gets_a_dm_with_the_request(
         assert message["metadata"]["event_payload"]["task_id"] == task["id"]
     lookups = slack.calls_to("users.lookupByEmail")
     assert [c.args["email"] for c in lookups] == ["dana@acme.test"]  # lee is known by id
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert sorted(d["slack_channel"] for d in view["deliveries"]) == ["D024BE7LH", "D0DANA001"]
 
 
@@ -118,15 +130,11 @@ async def test_approve_click_decides_and_updates_every_message(
     started = time.perf_counter()
     status, _ = await slack_user.click(message, "taskjuice_approve", DANA)
     assert status == 200 and time.perf_counter() - started < 3
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "approved"  # committed before the answer to Slack
     assert [(d["action"], d["via"]) for d in view["decisions"]] == [("approve", "slack")]
     for user in (DANA, LEE):
-        updated = await settled(
-            slack,
-            lambda u=user: dm(slack, u)[0]["edited"] and dm(slack, u)[0],
-            f"update of {user}'s DM",
-        )
+        updated = await edited_dm(slack, user, f"update of {user}'s DM")
         assert buttons(updated) == []
         assert f"Approved* by <@{DANA}> via Slack" in text_of(updated)
     [callback] = await eventually(lambda: receiver.delivered, what="callback")
@@ -146,15 +154,13 @@ async def test_deny_asks_for_a_reason_in_a_modal(
     assert status == 200
     [modal] = await eventually(lambda: slack.views, what="the deny modal")
     assert modal["callback_id"] == "taskjuice_deny_reason"
-    _, still = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    still = await view_of(slack_service, task)
     assert still["status"] == "pending"  # opening the modal decides nothing
     status, body = await slack_user.interact(view_submission(modal, LEE, "Wrong <b>customer</b>"))
     assert status == 200 and body == ""
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "denied" and view["decisions"][0]["reason"] == "Wrong <b>customer</b>"
-    updated = await settled(
-        slack, lambda: dm(slack, DANA)[0]["edited"] and dm(slack, DANA)[0], "update"
-    )
+    updated = await edited_dm(slack, DANA)
     assert "Wrong &lt;b&gt;customer&lt;/b&gt;" in text_of(updated)
     [callback] = await eventually(lambda: receiver.delivered, what="callback")
     assert callback.json["type"] == "approval.denied"
@@ -195,7 +201,7 @@ async def test_clicks_are_answered_while_background_work_holds_all_its_connectio
             slack_user.click(message, "taskjuice_approve", DANA), timeout=3
         )
         assert status == 200
-        _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+        view = await view_of(slack_service, task)
         assert view["status"] == "approved"
     # The outbox gets its connections back and sends what the click queued.
     [callback] = await eventually(lambda: receiver.delivered, what="callback")
@@ -210,16 +216,12 @@ async def test_a_quorum_step_updates_the_messages(
 ) -> None:
     task = await task_factory(required_approvals=2)
     await slack_user.click(await first_dm(slack, DANA), "taskjuice_approve", DANA)
-    lee_view = await settled(
-        slack, lambda: dm(slack, LEE)[0]["edited"] and dm(slack, LEE)[0], "quorum update"
-    )
+    lee_view = await edited_dm(slack, LEE, "quorum update")
     assert "*1 of 2* approvals" in text_of(lee_view) and buttons(lee_view)
     await slack_user.click(lee_view, "taskjuice_approve", LEE)
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "approved"
-    final = await settled(
-        slack, lambda: dm(slack, DANA)[0]["edited"] >= 2 and dm(slack, DANA)[0], "final update"
-    )
+    final = await edited_dm(slack, DANA, "final update", edits=2)
     assert f"<@{DANA}> and <@{LEE}>" in text_of(final) and buttons(final) == []
 
 
@@ -249,7 +251,7 @@ async def test_a_refused_click_is_explained_privately_and_changes_nothing(
     assert status == 200
     [text] = await eventually(lambda: ephemeral_for(slack, clicker), what="an explanation")
     assert expected in text
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "pending" and view["decisions"] == []
 
 
@@ -266,7 +268,7 @@ async def test_a_double_click_decides_once(
         *[slack_user.click(message, "taskjuice_approve", DANA) for _ in range(3)]
     )
     assert {status for status, _ in results} == {200}
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert len(view["decisions"]) == 1
     texts = await eventually(
         lambda: len(ephemeral_for(slack, DANA)) == 2 and ephemeral_for(slack, DANA),
@@ -292,9 +294,7 @@ async def test_a_click_on_a_stale_message_after_escalation_changes_nothing(
     )
     old = copy.deepcopy(await first_dm(slack, DANA))  # as Dana's Slack client still shows it
     cfo_message = await first_dm(slack, CFO)  # posted when the first tier ran out
-    updated = await settled(
-        slack, lambda: dm(slack, DANA)[0]["edited"] and dm(slack, DANA)[0], "escalation note"
-    )
+    updated = await edited_dm(slack, DANA, "escalation note")
     assert f"Escalated* to <@{CFO}>" in text_of(updated), text_of(updated)[-700:]
     assert buttons(updated) == []
     status, _ = await slack_user.click(old, "taskjuice_approve", DANA)  # the old buttons
@@ -302,7 +302,7 @@ async def test_a_click_on_a_stale_message_after_escalation_changes_nothing(
     [text] = await eventually(lambda: ephemeral_for(slack, DANA), what="an explanation")
     assert "escalated" in text
     await slack_user.click(cfo_message, "taskjuice_approve", CFO)
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "approved" and view["decisions"][-1]["by"]["email"] == "cfo@acme.test"
 
 
@@ -328,9 +328,7 @@ async def test_every_message_is_updated_when_the_task_ends_otherwise(
         "proceed": "allowed to proceed by the timeout policy",
     }[ending]
     for user in (DANA, LEE):
-        message = await settled(
-            slack, lambda u=user: dm(slack, u)[0]["edited"] and dm(slack, u)[0], "update"
-        )
+        message = await edited_dm(slack, user)
         assert label in text_of(message) and buttons(message) == []
 
 
@@ -481,7 +479,7 @@ async def test_forged_or_stale_signatures_are_refused(
     wrong_secret = sign(raw, secret="not-the-signing-secret")
     status, _ = await slack_user.send(raw, "application/x-www-form-urlencoded", wrong_secret)
     assert status == 401
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "pending" and view["decisions"] == []
 
 
@@ -549,7 +547,7 @@ async def test_a_click_with_junk_in_fields_it_does_not_need_still_counts(
     payload["container"] = {"type": "message", "message_ts": "1700000000.0001\x00"}
     status, _ = await slack_user.interact(payload)
     assert status == 200
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "approved"
 
 
@@ -611,7 +609,7 @@ async def test_an_approver_outside_slack_is_recorded_as_not_delivered(
     await first_dm(slack, DANA)
 
     async def failed() -> list[dict[str, Any]]:
-        _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+        view = await view_of(slack_service, task)
         return [d for d in view["deliveries"] if d.get("status") == "failed"]
 
     await eventually(failed, what="the failed delivery")
@@ -637,7 +635,7 @@ async def test_socket_mode_receives_clicks_without_a_public_endpoint(
         element = button(message, "taskjuice_approve")
         envelope = await slack.socket_send("interactive", block_action(message, element, DANA))
         await eventually(lambda: envelope in slack.socket_acks, what="the envelope's ack")
-        _, view = await svc.request("GET", f"/api/v1/approvals/{task['id']}")
+        view = await view_of(svc, task)
         assert view["status"] == "approved" and view["decisions"][0]["via"] == "slack"
     finally:
         await svc.close()
@@ -680,7 +678,7 @@ async def test_an_approver_listed_by_email_who_joined_slack_later_can_decide(
 
     status, _ = await slack_user.click(message, "taskjuice_approve", "U0NEW0001")
     assert status == 200
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{task['id']}")
+    view = await view_of(slack_service, task)
     assert view["status"] == "approved"
     [callback] = await eventually(lambda: receiver.delivered, what="callback")
     assert callback.json["data"]["decided_by"] == {
@@ -694,6 +692,6 @@ async def test_an_approver_listed_by_email_who_joined_slack_later_can_decide(
     )
     status, _ = await slack_user.click(dana_dm[0], "taskjuice_approve", MALLORY)
     assert status == 200
-    _, view = await slack_service.request("GET", f"/api/v1/approvals/{other['id']}")
+    view = await view_of(slack_service, other)
     assert view["status"] == "pending"
     assert slack.calls_to("users.info")[-1].args["user"] == MALLORY

@@ -4,8 +4,6 @@ HTTP, the binding the platform sees, its callbacks, disconnecting, and per-team 
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +21,25 @@ from bot.errors import SettingsError
 from bot.runtime.config import load_settings
 from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
 from bot.slack.teams import BindingStatus, SlackTeams, TeamNotInstalled, binding
-from tests.conftest import Service, make_settings, start_service
-from tests.support import API_TOKEN, CALLBACK_SECRET, CallbackReceiver, eventually, free_port
-
-
-def fake_key(name: str) -> str:
-    """An obviously fake Fernet key (32 bytes, URL-safe base64)."""
-    return base64.urlsafe_b64encode(f"fake-token-key-{name}".encode().ljust(32, b".")).decode()
-
+from tests.conftest import Service, start_on_free_ports
+from tests.distributed_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    distributed_settings,
+    fake_key,
+    install_link,
+)
+from tests.distributed_support import Browser as AdminBrowser
+from tests.support import (
+    API_TOKEN,
+    CALLBACK_SECRET,
+    CallbackReceiver,
+    eventually,
+    free_port,
+    run_bot_cli,
+)
 
 KEY = fake_key("dist")
-CLIENT_ID, CLIENT_SECRET = "111.222", "fake-client-secret"
-COOKIE = "slack-app-oauth-state"
 
 
 @dataclass
@@ -173,37 +178,26 @@ async def slack_oauth() -> AsyncIterator[SlackOAuthStandIn]:
 async def distributed(
     database_url: str, receiver: CallbackReceiver, slack_oauth: SlackOAuthStandIn
 ) -> AsyncIterator[Service]:
-    port = free_port()
-    settings = make_settings(
-        receiver.url,
-        public_url=f"http://127.0.0.1:{port}",
-        slack_client_id=CLIENT_ID,
-        slack_client_secret=CLIENT_SECRET,
-        slack_signing_secret="fake-signing-secret",
-        slack_token_keys=(KEY,),
-        slack_api_url=slack_oauth.api_url,
-        slack_oauth_url=slack_oauth.authorize_url,
+    svc = await start_on_free_ports(
+        lambda port: distributed_settings(
+            receiver.url,
+            port,
+            api_url=slack_oauth.api_url,
+            oauth_url=slack_oauth.authorize_url,
+            signing_secret="fake-signing-secret",
+            key=KEY,
+        ),
+        database_url,
     )
-    svc = await start_service(settings, database_url, port=port)
     yield svc
     await svc.close()
 
 
 @dataclass
-class Browser:
-    """The admin's browser: follows the flow one hop at a time, keeping the state cookie."""
+class Browser(AdminBrowser):
+    """The admin's browser, which also passes the stand-in's consent screen in one go."""
 
-    session: aiohttp.ClientSession
-    cookie: str | None = None
     last_redirect: str = ""
-
-    async def get(self, url: str) -> tuple[int, str, str | None]:
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"} if self.cookie else {}
-        async with self.session.get(url, headers=headers, allow_redirects=False) as response:
-            set_cookie = response.headers.get("Set-Cookie", "")
-            if set_cookie.startswith(f"{COOKIE}=") and "deleted" not in set_cookie:
-                self.cookie = set_cookie.split(";")[0].partition("=")[2]
-            return response.status, await response.text(), response.headers.get("Location")
 
     async def install(self, link: str) -> tuple[int, str]:
         """Open the link, pass Slack's consent screen, land on the redirect."""
@@ -222,13 +216,6 @@ class Browser:
 async def browser() -> AsyncIterator[Browser]:
     async with aiohttp.ClientSession() as session:
         yield Browser(session)
-
-
-async def install_link(svc: Service, workspace: str) -> str:
-    status, body = await svc.request("POST", f"/api/v1/workspaces/{workspace}/slack/install-link")
-    assert status == 201, body
-    url: str = body["url"]
-    return url
 
 
 async def slack_of(svc: Service, workspace: str) -> Any:
@@ -495,41 +482,32 @@ async def test_client_for_carries_the_teams_token_and_refreshes_a_due_one_first(
         assert len(queued) == 1
 
 
-def test_both_modes_at_once_stop_start_up_with_one_line(tmp_path: Path) -> None:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "API_TOKENS": API_TOKEN,
-        "CALLBACK_URL": "http://127.0.0.1:9/callbacks",
-        "CALLBACK_SECRET": CALLBACK_SECRET,
-        "TASKJUICE_APP_URL": "http://app.taskjuice.test",
-        "SLACK_BOT_TOKEN": "xoxb-fake-single",
-        "SLACK_SIGNING_SECRET": "fake-signing-secret",
-        "SLACK_CLIENT_ID": CLIENT_ID,
-        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-        "SLACK_TOKEN_KEYS": KEY,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2 and done.stdout == ""
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_CLIENT_ID" in lines[0]
-    assert "xoxb-fake-single" not in lines[0] and CLIENT_SECRET not in lines[0]
-
-
 BASE = {
     "API_TOKENS": API_TOKEN,
     "CALLBACK_URL": "http://127.0.0.1:9/callbacks",
     "CALLBACK_SECRET": CALLBACK_SECRET,
     "TASKJUICE_APP_URL": "http://app.taskjuice.test",
 }
+DISTRIBUTED = {
+    "SLACK_CLIENT_ID": CLIENT_ID,
+    "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+    "SLACK_SIGNING_SECRET": "fake-signing-secret",
+}
+
+
+def test_both_modes_at_once_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    env = (
+        {"PATH": "/usr/bin:/bin"}
+        | BASE
+        | DISTRIBUTED
+        | {"SLACK_BOT_TOKEN": "xoxb-fake-single", "SLACK_TOKEN_KEYS": KEY}
+    )
+    done = run_bot_cli("serve", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SLACK_BOT_TOKEN" in lines[0] and "SLACK_CLIENT_ID" in lines[0]
+    assert "xoxb-fake-single" not in lines[0] and CLIENT_SECRET not in lines[0]
 
 
 def test_distributed_mode_names_what_it_lacks_and_a_bad_key() -> None:
@@ -539,29 +517,11 @@ def test_distributed_mode_names_what_it_lacks_and_a_bad_key() -> None:
         assert name in missing.value.message
     bad = f"{KEY},not-a-fernet-key"
     with pytest.raises(SettingsError) as malformed:
-        load_settings(
-            BASE
-            | {
-                "SLACK_CLIENT_ID": CLIENT_ID,
-                "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-                "SLACK_SIGNING_SECRET": "fake-signing-secret",
-                "SLACK_TOKEN_KEYS": bad,
-            },
-            env_file=None,
-        )
+        load_settings(BASE | DISTRIBUTED | {"SLACK_TOKEN_KEYS": bad}, env_file=None)
     message = malformed.value.message
     assert "SLACK_TOKEN_KEYS" in message and "key 2 of 2" in message
     assert "not-a-fernet-key" not in message and KEY not in message
-    settings = load_settings(
-        BASE
-        | {
-            "SLACK_CLIENT_ID": CLIENT_ID,
-            "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-            "SLACK_SIGNING_SECRET": "fake-signing-secret",
-            "SLACK_TOKEN_KEYS": KEY,
-        },
-        env_file=None,
-    )
+    settings = load_settings(BASE | DISTRIBUTED | {"SLACK_TOKEN_KEYS": KEY}, env_file=None)
     assert settings.slack_distributed and not settings.slack_enabled
     assert settings.slack_oauth_url == "https://slack.com/oauth/v2/authorize"
     assert "fake-client-secret" not in repr(settings)

@@ -29,16 +29,10 @@ from bot.slack.installations import (
     rotate_token_keys,
 )
 from store import installations as queries
+from tests.distributed_support import CLIENT_ID, CLIENT_SECRET, fake_key
 from tests.support import eventually, free_port
 
-
-def fake_key(name: str) -> str:
-    """An obviously fake Fernet key (32 bytes, URL-safe base64)."""
-    return base64.urlsafe_b64encode(f"fake-token-key-{name}".encode().ljust(32, b".")).decode()
-
-
 KEY_A, KEY_B = fake_key("A"), fake_key("B")
-CLIENT_ID, CLIENT_SECRET = "111.222", "fake-client-secret"
 
 
 def team_install(**changes: object) -> Installation:

@@ -9,11 +9,8 @@ OAuth v2), the callback receiver and a real SMTP catcher.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import asyncpg
@@ -21,14 +18,15 @@ import pytest
 
 from bot.devkit.mail_catcher import MailCatcher
 from bot.devkit.slack_api import Fault, SlackApiDouble
+from bot.runtime.config import Settings
 from bot.runtime.keys import TEAMS
 from store import slack as slack_store
-from tests.conftest import Service, approval_body, mail_settings, start_service
+from tests.conftest import Service, approval_body, mail_settings, start_on_free_ports
+from tests.distributed_support import distributed_changes, fake_key, install_team
 from tests.support import CallbackReceiver, eventually, free_port
 
 SIGNING = "fake-signing-secret-egress"
-KEY = base64.urlsafe_b64encode(b"fake-token-key-egress".ljust(32, b".")).decode()
-COOKIE = "slack-app-oauth-state"
+KEY = fake_key("egress")
 SLACK_KINDS = ["slack.post", "slack.update", "slack.ephemeral", "slack.alert", "slack.home"]
 
 
@@ -50,21 +48,15 @@ async def double() -> AsyncIterator[SlackApiDouble]:
     await slack.stop()
 
 
-def distributed_settings(
+def egress_settings(
     receiver: CallbackReceiver, catcher: MailCatcher, double: SlackApiDouble, port: int
-) -> Any:
+) -> Settings:
+    """Distributed mode with email on (no inbound listener), talking to the double."""
+    slack = distributed_changes(
+        port, api_url=double.url, oauth_url=double.oauth_url, signing_secret=SIGNING, key=KEY
+    )
     return mail_settings(
-        receiver,
-        catcher,
-        port,
-        inbound_smtp_port=None,
-        slack_client_id=double.client_id,
-        slack_client_secret=double.client_secret,
-        slack_signing_secret=SIGNING,
-        slack_token_keys=(KEY,),
-        slack_api_url=double.url,
-        slack_oauth_url=double.oauth_url,
-        slack_post_interval=0.05,
+        receiver, catcher, port, inbound_smtp_port=None, slack_post_interval=0.05, **slack
     )
 
 
@@ -72,59 +64,11 @@ def distributed_settings(
 async def bot(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher, double: SlackApiDouble
 ) -> AsyncIterator[Service]:
-    port = free_port()
-    settings = distributed_settings(receiver, catcher, double, port)
-    svc = await start_service(settings, database_url, port=port)
+    svc = await start_on_free_ports(
+        lambda port: egress_settings(receiver, catcher, double, port), database_url
+    )
     yield svc
     await svc.close()
-
-
-@dataclass
-class Admin:
-    """A workspace admin's browser: opens the install link and consents on Slack's screen."""
-
-    session: aiohttp.ClientSession
-    cookie: str | None = None
-
-    async def get(self, url: str) -> tuple[int, str, str | None]:
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"} if self.cookie else {}
-        async with self.session.get(url, headers=headers, allow_redirects=False) as response:
-            set_cookie = response.headers.get("Set-Cookie", "")
-            if set_cookie.startswith(f"{COOKIE}=") and "deleted" not in set_cookie:
-                self.cookie = set_cookie.split(";")[0].partition("=")[2]
-            return response.status, await response.text(), response.headers.get("Location")
-
-
-async def install(
-    svc: Service,
-    double: SlackApiDouble,
-    workspace: str,
-    team: str,
-    user: str,
-    channel: str | None = None,
-    *,
-    org_wide: bool = False,
-) -> None:
-    """Install link -> the double's consent (as `user` of `team`) -> the bot's redirect."""
-    status, body = await svc.request("POST", f"/api/v1/workspaces/{workspace}/slack/install-link")
-    assert status == 201, body
-    async with aiohttp.ClientSession() as session:
-        admin = Admin(session)
-        url: str | None = body["url"]
-        while url is not None and not url.startswith(double.oauth_url):
-            status, page, url = await admin.get(url)
-            assert status in (200, 302), page
-        assert url is not None, "the install never reached Slack's consent screen"
-        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-        code = double.approve(
-            team, user, channel, redirect_uri=query["redirect_uri"], enterprise_install=org_wide
-        )
-        status, page, _ = await admin.get(
-            f"{query['redirect_uri']}?code={code}&state={query['state']}"
-        )
-    assert status == 200 and "Slack is connected" in page, page
-    _, shown = await svc.request("GET", f"/api/v1/workspaces/{workspace}")
-    assert shown["slack"]["status"] == "active"
 
 
 def bot_tokens(double: SlackApiDouble, *, team: str | None = None, org: str | None = None) -> set:
@@ -161,8 +105,8 @@ def uninstalled(receiver: CallbackReceiver) -> list[dict[str, Any]]:
 async def test_each_workspaces_request_reaches_only_its_own_team_with_its_token(
     bot: Service, double: SlackApiDouble, pool: asyncpg.Pool
 ) -> None:
-    await install(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
-    await install(bot, double, "beta", "T0BETA", "U0ADMBETA", "C0BETA")
+    await install_team(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
+    await install_team(bot, double, "beta", "T0BETA", "U0ADMBETA", "C0BETA")
     deliver = {"slack": True, "email": False, "slack_channel": None}
     a_dm = await request(
         bot, "alpha", approvers=[{"email": "approver@alpha.test"}], deliver=deliver
@@ -226,7 +170,7 @@ async def test_a_workspace_without_slack_gets_no_slack_work(
 async def test_an_org_wide_install_names_the_team_on_its_calls(
     bot: Service, double: SlackApiDouble, pool: asyncpg.Pool
 ) -> None:
-    await install(bot, double, "grid", "T0GRID", "U0ADMGRID", "C0GRID", org_wide=True)
+    await install_team(bot, double, "grid", "T0GRID", "U0ADMGRID", "C0GRID", org_wide=True)
     deliver = {"slack": True, "email": False, "slack_channel": None}
     dm = await request(bot, "grid", approvers=[{"email": "approver@grid.test"}], deliver=deliver)
     post = await request(
@@ -274,8 +218,8 @@ async def test_uninstall_gives_up_slack_work_mails_pending_approvals_and_says_so
     catcher: MailCatcher,
     receiver: CallbackReceiver,
 ) -> None:
-    await install(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
-    await install(bot, double, "beta", "T0BETA", "U0ADMBETA", "C0BETA")
+    await install_team(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
+    await install_team(bot, double, "beta", "T0BETA", "U0ADMBETA", "C0BETA")
     async with pool.acquire() as conn:  # Alpha's profile email of a Slack-only approver
         await slack_store.cache_user(conn, "T0ALPHA", "U0SECALPHA", "second@alpha.test", None)
     # Slack is failing for Alpha: its post stays queued, retried.
@@ -342,7 +286,7 @@ async def test_uninstall_gives_up_slack_work_mails_pending_approvals_and_says_so
 
     # A new install link restores Slack delivery for new work.
     double.faults.clear()
-    await install(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
+    await install_team(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
     again = await request(
         bot, "alpha", approvers=[{"email": "approver@alpha.test"}], deliver=slack_only
     )
@@ -372,7 +316,7 @@ async def test_a_call_answered_invalid_auth_revokes_the_team_the_same_way(
     catcher: MailCatcher,
     receiver: CallbackReceiver,
 ) -> None:
-    await install(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
+    await install_team(bot, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
     for token in bot_tokens(double, team="T0ALPHA"):
         double.revoke(token, "invalid_auth")
     task = await request(
@@ -404,18 +348,14 @@ async def test_two_processes_with_a_due_token_spend_its_refresh_token_once(
     pool: asyncpg.Pool,
 ) -> None:
     double.token_lifetime = 40
-    port = free_port()
-    first = await start_service(
-        distributed_settings(receiver, catcher, double, port), database_url, port=port
+    first = await start_on_free_ports(
+        lambda port: egress_settings(receiver, catcher, double, port), database_url
     )
-    other_port = free_port()
-    second = await start_service(
-        distributed_settings(receiver, catcher, double, other_port),
-        database_url,
-        port=other_port,
+    second = await start_on_free_ports(
+        lambda port: egress_settings(receiver, catcher, double, port), database_url
     )
     try:
-        await install(first, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
+        await install_team(first, double, "alpha", "T0ALPHA", "U0ADMALPHA", "C0ALPHA")
         [original] = bot_tokens(double, team="T0ALPHA")
         async with pool.acquire() as conn:  # 5 of its 40 seconds left, so due
             await conn.execute(

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -18,8 +17,20 @@ from bot.devkit.slack_api import SlackApiDouble
 from bot.slack.blocks import DENY_MODAL, button_value
 from bot.slack.interactions import FOREIGN_TEXT
 from bot.task_view import TaskView
-from tests.conftest import Service, approval_body, make_settings, slack_settings, start_service
-from tests.integration.test_slack_distribution import CLIENT_ID, CLIENT_SECRET, KEY
+from tests.conftest import (
+    Service,
+    approval_body,
+    slack_settings,
+    start_on_free_ports,
+    start_service,
+)
+from tests.distributed_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    distributed_settings,
+    install_team,
+)
+from tests.integration.test_slack_distribution import KEY
 from tests.slack_support import (
     ALERTS,
     APPROVALS,
@@ -32,14 +43,13 @@ from tests.slack_support import (
     sign,
     workspace,
 )
-from tests.support import CallbackReceiver, eventually, free_port
+from tests.support import CallbackReceiver, eventually
 
 SECRET = "fake-signing-secret-tenants"
 BETA = "T0BETA001"
 ADMIN, INSTALLER = "U0ADM0001", "U0INS0001"
 BEN, EVE = "U0BEN0001", "U0EVE0001"  # Beta's admin; Beta's member who shares Dana's email
 BETA_ALERTS = "C0BETAAL1"
-COOKIE = "slack-app-oauth-state"
 
 
 def two_teams() -> SlackApiDouble:
@@ -104,24 +114,6 @@ def click_payload(
     }
 
 
-async def install(svc: Service, double: SlackApiDouble, ws: str, team: str, user: str) -> None:
-    """The platform's install link, Slack's consent (the double), the bot's redirect."""
-    status, body = await svc.request("POST", f"/api/v1/workspaces/{ws}/slack/install-link")
-    assert status == 201, body
-    async with aiohttp.ClientSession() as http:
-        async with http.get(body["url"], allow_redirects=False) as opened:
-            assert opened.status == 302
-            cookie = opened.headers["Set-Cookie"].split(";")[0]
-            to_slack = urlsplit(opened.headers["Location"])
-        query = {k: v[0] for k, v in parse_qs(to_slack.query).items()}
-        code = double.approve(team, user, None, redirect_uri=query.get("redirect_uri"))
-        back = f"{svc.base_url}/slack/oauth_redirect?code={code}&state={query['state']}"
-        async with http.get(back, headers={"Cookie": cookie}) as landed:
-            assert landed.status == 200, await landed.text()
-    _, view = await svc.request("GET", f"/api/v1/workspaces/{ws}")
-    assert view["slack"]["team_id"] == team
-
-
 @pytest.fixture
 async def double() -> AsyncIterator[SlackApiDouble]:
     slack = two_teams()
@@ -134,20 +126,19 @@ async def double() -> AsyncIterator[SlackApiDouble]:
 async def distributed(
     database_url: str, receiver: CallbackReceiver, double: SlackApiDouble
 ) -> AsyncIterator[Service]:
-    port = free_port()
-    settings = make_settings(
-        receiver.url,
-        public_url=f"http://127.0.0.1:{port}",
-        slack_client_id=CLIENT_ID,
-        slack_client_secret=CLIENT_SECRET,
-        slack_signing_secret=SECRET,
-        slack_token_keys=(KEY,),
-        slack_api_url=double.url,
-        slack_oauth_url=double.oauth_url,
+    svc = await start_on_free_ports(
+        lambda port: distributed_settings(
+            receiver.url,
+            port,
+            api_url=double.url,
+            oauth_url=double.oauth_url,
+            signing_secret=SECRET,
+            key=KEY,
+        ),
+        database_url,
     )
-    svc = await start_service(settings, database_url, port=port)
-    await install(svc, double, "acme", TEAM, INSTALLER)
-    await install(svc, double, "beta", BETA, BEN)
+    await install_team(svc, double, "acme", TEAM, INSTALLER)
+    await install_team(svc, double, "beta", BETA, BEN)
     yield svc
     await svc.close()
 

@@ -14,8 +14,8 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bot.decisions import Verdict, decide
-from bot.domain import Actor, Channel, Outcome, TaskStatus
+from bot.decisions import Verdict
+from bot.domain import Actor, Channel, TaskStatus
 from bot.platform.callbacks import callback_body
 from bot.runtime.metrics import Metrics
 from bot.timeouts import Sweeper
@@ -32,6 +32,7 @@ from tests.support import (
     service_env,
     statement_plans,
     unbounded_scans,
+    vote,
     with_database,
 )
 
@@ -85,30 +86,11 @@ async def test_escalation_hands_the_task_to_the_next_tier(
     assert timedelta(seconds=590) < expires - datetime.now(UTC) < timedelta(seconds=610)
 
     task_id = UUID(task["id"])
-    first_tier = await decide(
-        pool,
-        task_id=task_id,
-        actor=Actor(email="dana@acme.test"),
-        outcome=Outcome.APPROVE,
-        via=Channel.SLACK,
-    )
+    first_tier = await vote(pool, task_id, Actor(email="dana@acme.test"))
     assert first_tier.verdict is Verdict.NOT_APPROVER
-    stale = await decide(
-        pool,
-        task_id=task_id,
-        actor=Actor(email="cfo@acme.test"),
-        outcome=Outcome.APPROVE,
-        via=Channel.SLACK,
-        tier=0,
-    )
+    stale = await vote(pool, task_id, Actor(email="cfo@acme.test"), tier=0)
     assert stale.verdict is Verdict.STALE
-    result = await decide(
-        pool,
-        task_id=task_id,
-        actor=Actor(email="cfo@acme.test"),
-        outcome=Outcome.APPROVE,
-        via=Channel.SLACK,
-    )
+    result = await vote(pool, task_id, Actor(email="cfo@acme.test"))
     assert result.verdict is Verdict.DECIDED and result.task.status is TaskStatus.APPROVED
     await eventually(lambda: len(callbacks_of(receiver, task["id"])) == 2, what="approval")
     _, view = await service.request("GET", f"/api/v1/approvals/{task['id']}")
@@ -155,13 +137,7 @@ async def test_a_click_after_the_deadline_meets_the_expired_task(
 ) -> None:
     task_id = await task_factory.stored()
     await make_overdue(pool, task_id)  # no sweeper runs in this test
-    result = await decide(
-        pool,
-        task_id=task_id,
-        actor=Actor(email="dana@acme.test"),
-        outcome=Outcome.APPROVE,
-        via=Channel.SLACK,
-    )
+    result = await vote(pool, task_id, Actor(email="dana@acme.test"))
     assert result.verdict is Verdict.ALREADY_FINISHED
     assert result.task.status is TaskStatus.EXPIRED
     assert result.decision is not None and result.decision.via is Channel.TIMEOUT
@@ -187,13 +163,7 @@ async def test_a_decision_racing_its_expiry_has_one_outcome(
             await eventually(ended, timeout=5, interval=0.001, what="the task to end")
 
         clicked, _ = await asyncio.gather(
-            decide(
-                pool,
-                task_id=task_id,
-                actor=Actor(email="dana@acme.test"),
-                outcome=Outcome.APPROVE,
-                via=Channel.SLACK,
-            ),
+            vote(pool, task_id, Actor(email="dana@acme.test")),
             sweep_until_ended(),
         )
         outcomes[clicked.verdict.value] += 1

@@ -50,14 +50,18 @@ def check_environment(env: dict[str, str]) -> None:
 # --- the image -----------------------------------------------------------------------------
 
 
-def test_the_dockerfile_passes_hadolint() -> None:
-    done = subprocess.run(
-        [tool("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+def hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("hadolint"), "--no-color", "--failure-threshold", "style", str(dockerfile)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    done = hadolint(DOCKERFILE)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -65,13 +69,7 @@ def test_hadolint_fails_on_a_finding(tmp_path: Path) -> None:
     """So the test above could fail: an unpinned base image is a finding."""
     bad = tmp_path / "Dockerfile"
     bad.write_text('FROM python:latest\nCMD ["python"]\n')
-    done = subprocess.run(
-        [tool("hadolint"), "--no-color", "--failure-threshold", "style", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = hadolint(bad)
     assert done.returncode != 0 and "DL3007" in done.stdout
 
 

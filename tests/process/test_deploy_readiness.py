@@ -4,7 +4,6 @@ replicas that leave migrations to their own step (MIGRATE_ON_START=false)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.support import (
     ServiceProcess,
     eventually,
     free_port,
+    run_bot_cli,
     service_env,
     with_database,
 )
@@ -264,15 +264,7 @@ async def test_migrate_first_then_replicas_that_do_not_migrate(
     env = service_env(empty_database, receiver.url, free_port(), MIGRATE_ON_START="false")
 
     def cli(*command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot.runtime.cli", *command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_bot_cli(*command, env=env, cwd=tmp_path)
 
     refused = cli("serve")
     assert refused.returncode == 2

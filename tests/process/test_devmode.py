@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.browser import browser_page
-from tests.support import eventually, free_port
+from tests.support import eventually, free_port, run_bot_cli
 
 
 @pytest.fixture
@@ -55,14 +55,8 @@ async def dev(tmp_path: Path, server_url: str) -> AsyncIterator[str]:
 
 
 def test_dev_mode_refuses_a_public_url_that_is_not_loopback(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", "dev"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "PUBLIC_URL": "https://bot.example.com"},
-        timeout=60,
-        check=False,
+    done = run_bot_cli(
+        "dev", env={"PATH": "/usr/bin:/bin", "PUBLIC_URL": "https://bot.example.com"}, cwd=tmp_path
     )
     assert done.returncode == 2 and "loopback" in done.stderr
 

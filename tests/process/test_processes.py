@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from tests.support import (
     ServiceProcess,
     eventually,
     free_port,
+    run_bot_cli,
     service_env,
 )
 
@@ -66,15 +65,7 @@ async def api(base_url: str, method: str, path: str, body: object = None) -> dic
 
 def test_missing_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CALLBACK_SECRET": "not-whsec", "PORT": "http"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_bot_cli("serve", env=env, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -84,13 +75,7 @@ def test_missing_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
 
 
 def test_help_explains_every_setting() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_bot_cli("--help", check=True)
     for name in (
         "DATABASE_URL",
         "SLACK_BOT_TOKEN",

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 
-from tests.support import API_TOKEN, ServiceProcess, free_port, service_env
+from tests.support import API_TOKEN, ServiceProcess, free_port, run_bot_cli, service_env
 from tests.unit.test_settings_files import BASE, with_file
 
 
 def run_cli(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.runtime.cli", *command],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"} | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_bot_cli(*command, env={"PATH": "/usr/bin:/bin"} | env, cwd=tmp_path)
 
 
 def test_serve_refuses_a_secret_set_both_ways_with_one_line(tmp_path: Path) -> None:
