@@ -147,8 +147,10 @@ class DeliveryWatch:
         mail: list[int] = []
         dm: list[int] = []
         reached = open_ = 0
+        erred = False  # some channel failed or erred (a message waiting its turn has not)
         for approver_id, (email, _, cached) in w.approvers.items():
             states = approver_channels(w, approver_id)
+            erred = erred or any(s.status == "failed" or s.error for s in states.values())
             if any(s.status == "delivered" for s in states.values()):
                 reached += 1
                 continue
@@ -170,14 +172,14 @@ class DeliveryWatch:
         announce = (
             nobody
             and w.undeliverable_at is None
-            and (w.now >= w.grace_at or (open_ == 0 and not mail and not dm))
+            and ((w.now >= w.grace_at and erred) or (open_ == 0 and not mail and not dm))
         )
         if open_ == 0:
             return mail, dm, None, announce
         step = max(timedelta(seconds=1), (w.grace_at - w.started_at) / 10)
         if w.now < w.failover_at:
             check_at = w.failover_at
-        elif nobody and w.undeliverable_at is None and not announce:
+        elif nobody and w.undeliverable_at is None and not announce and w.now < w.grace_at:
             check_at = min(w.grace_at, w.now + step)
         else:
             check_at = w.now + step
