@@ -8,10 +8,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.runtime.metrics import Metrics
 from store import idempotency, outbox, statistics, sweep
 from store.database import DATABASE_ERRORS, Connections
+
+if TYPE_CHECKING:
+    from bot.failover import DeliveryWatch
 
 __all__ = ["BATCH", "Sweeper"]
 
@@ -33,6 +37,8 @@ class Sweeper:
     keep_idempotency_keys: float = 7 * 86400.0
     keep_sent: float = 7 * 86400.0
     statistics_every: float = 10.0
+    # Whether requests reached their approvers (failover, approval.undeliverable); None: off.
+    deliveries: DeliveryWatch | None = None
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _next_housekeeping: float = field(init=False, default=0.0)
     _next_statistics: float = field(init=False, default=0.0)
@@ -71,6 +77,8 @@ class Sweeper:
             totals["remind"] = totals.get("remind", 0) + reminded
             if reminded < self.batch:
                 break
+        if self.deliveries is not None and not self._stopping.is_set():
+            totals |= {k: n for k, n in (await self.deliveries.check_due()).items() if n}
         if time.monotonic() >= self._next_statistics:
             # A table that outgrew its statistics is analyzed now rather than at autovacuum's
             # next visit (see store.statistics); every connection then plans for its new size.

@@ -48,15 +48,22 @@ WITH due AS (
     -- of two CTEs, planned blind to their sizes, was a nested loop: 500 x 500 per batch).
     SELECT nextval('decisions_id_seq') AS decision_id, d.id, d.tier, d.remind_before,
            d.remind_default,
+           -- A tier announced undeliverable that still reached nobody never proceeds
+           -- (docs/contract.md §8).
            CASE WHEN d.timeout_policy = 'escalate' AND d.tier + 1 < d.tier_count THEN 'escalate'
+                WHEN d.timeout_policy = 'proceed' AND w.reached_at IS NULL
+                     AND w.undeliverable_at IS NOT NULL THEN 'expire'
                 WHEN d.timeout_policy = 'proceed' THEN 'proceed'
                 ELSE 'expire' END AS action,
+           CASE WHEN w.reached_at IS NULL AND w.undeliverable_at IS NOT NULL
+                THEN 'undeliverable' END AS reason,
            now() + make_interval(secs => next.expires_in) AS next_expires_at
     FROM due d
     LEFT JOIN approver_tiers next ON next.task_id = d.id AND next.tier = d.tier + 1
+    LEFT JOIN delivery_watch w ON w.task_id = d.id AND w.tier = d.tier
 ), audit AS (
-    INSERT INTO decisions (id, task_id, tier, action, via)
-    SELECT decision_id, id, tier, action, 'timeout' FROM plan
+    INSERT INTO decisions (id, task_id, tier, action, via, reason)
+    SELECT decision_id, id, tier, action, 'timeout', reason FROM plan
 ), moved AS (
     UPDATE tasks t SET
         status = CASE WHEN p.action = 'escalate' THEN 'pending' ELSE 'expired' END,

@@ -265,7 +265,50 @@ def _view(
         "finished_at": _iso(row["finished_at"]),
         "decisions": [_audit_json(a) for a in audit],
         "deliveries": [_delivery_json(d) for d in shown],
+        "reach": _reach(row["tier"], people, shown),
     }
+
+
+def _reach(
+    tier: int, people: list[asyncpg.Record], shown: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    """Per approver of the current tier: whether and by which channel the request reached
+    them, and each channel's state and last error (docs/contract.md §8)."""
+    reach = []
+    for p in people:
+        if p["tier"] != tier:
+            continue
+        channels = {}
+        for channel in ("slack", "email"):
+            mine = [
+                d
+                for d in shown
+                if d["tier"] == tier
+                and d["channel"] == channel
+                and (
+                    d["approver_id"] == p["id"] or (channel == "slack" and d["approver_id"] is None)
+                )
+            ]
+            sent = [d for d in mine if d["status"] == "sent"]
+            queued = [d for d in mine if d["status"] == "queued"]
+            last = sent[0] if sent else (queued or mine or [None])[-1]
+            status = "delivered" if sent else "pending" if queued else "failed" if mine else "off"
+            channels[channel] = {
+                "status": status,
+                "error": last["last_error"] if last is not None and not sent else None,
+                "at": _iso(last["sent_at"] if sent else last["error_at"]) if last else None,
+            }
+        delivered = [(c, v["at"]) for c, v in channels.items() if v["status"] == "delivered"]
+        reach.append(
+            {
+                "approver": _person(p),
+                "reached": bool(delivered),
+                "via": delivered[0][0] if delivered else None,
+                "at": delivered[0][1] if delivered else None,
+                "channels": channels,
+            }
+        )
+    return reach
 
 
 def _audit_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -303,7 +346,10 @@ def _delivery_json(row: asyncpg.Record) -> dict[str, Any]:
         "mail_to",
         "mail_message_id",
     )
-    return {k: row[k] for k in keys if row[k] is not None} | {"at": _iso(row["created_at"])}
+    shown = {k: row[k] for k in keys if row[k] is not None} | {"at": _iso(row["created_at"])}
+    if row["sent_at"] is not None:
+        shown["sent_at"] = _iso(row["sent_at"])
+    return shown
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -7,7 +7,9 @@ since the outbox retries until the server is back.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -21,7 +23,7 @@ from bot.domain import AlertKind, AlertState, DeliveryStatus, TaskStatus
 from bot.links.tokens import LinkSigner
 from bot.mail.compose import MailComposer
 from bot.outbox.consequences import TaskChange
-from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
+from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue, retrying
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.runtime.config import Settings
 from store import alerts as alert_store
@@ -30,12 +32,15 @@ from store import mail as store
 from store.database import Connections
 from store.outbox import OutboxItem
 
-__all__ = ["MAIL_KINDS", "EmailChannel", "MailSender", "queue_answer"]
+__all__ = ["BOUNCE_PREFIX", "MAIL_KINDS", "EmailChannel", "MailSender", "queue_answer"]
 
 log = logging.getLogger(__name__)
 
 REQUEST, ALERT, ANSWER = "mail.request", "mail.alert", "mail.answer"
 MAIL_KINDS = (REQUEST, ALERT, ANSWER)
+# A request mail's envelope sender (Return-Path) is `bounce+<token>@REPLY_DOMAIN`: a delivery
+# status notification comes back to it and names the delivery it is about.
+BOUNCE_PREFIX = "bounce+"
 _MAILED_ALERTS = {
     (AlertKind.SPEND_SOFT.value, AlertState.ANNOUNCED.value),
     (AlertKind.CONNECTION.value, AlertState.ERROR.value),
@@ -101,7 +106,8 @@ class MailSender:
     def handlers(self) -> dict[str, Any]:
         return {REQUEST: self.request, ALERT: self.alert, ANSWER: self.answer}
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+        """Send over SMTP; `envelope_from` (MAIL FROM) defaults to the From address."""
         s = self.settings
         # Flattened here: aiosmtplib would re-fold headers at 78 characters itself.
         raw = message.as_bytes(policy=message.policy)
@@ -109,7 +115,7 @@ class MailSender:
         try:
             await aiosmtplib.send(
                 raw,
-                sender=parseaddr(str(message["From"]))[1],
+                sender=envelope_from or parseaddr(str(message["From"]))[1],
                 recipients=recipients,
                 hostname=s.smtp_host,
                 port=s.smtp_port,
@@ -146,11 +152,14 @@ class MailSender:
             link_id = await store.link_for(
                 conn, delivery.task_id, delivery.approver_id, delivery.tier, digest
             )
-            reply = None
+            reply = envelope_from = None
             if self.settings.reply_domain:
                 reply = await store.reply_token_for(
                     conn, delivery.task_id, delivery.approver_id, delivery.tier
                 )
+                fresh = base64.b32encode(secrets.token_bytes(15)).decode().lower()
+                bounce = await deliveries.bounce_token_for(conn, delivery.id, fresh)
+                envelope_from = f"{BOUNCE_PREFIX}{bounce}@{self.settings.reply_domain}"
         url = f"{self.settings.public_url}/d/{self.links.token(link_id)}"
         kind = (
             "reminder"
@@ -168,10 +177,13 @@ class MailSender:
             reply_token=reply,
         )
         try:
-            await self.send(message)
+            await self.send(message, envelope_from=envelope_from)
         except GiveUp as exc:
             await give_up(self.pool, delivery.id, exc.message, channel="mail")
             return
+        except RetryLater as exc:
+            await retrying(self.pool, delivery.id, exc.message)
+            raise
         async with self.pool.acquire() as conn:
             await deliveries.mark_mailed(conn, delivery.id, message_id)
 

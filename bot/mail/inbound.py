@@ -17,7 +17,10 @@ from bot.mail.replies import (
     Reading,
     ReplyFacts,
     TooComplex,
+    bounce_tokens,
     clean_text,
+    delivery_failure,
+    header_bounce_tokens,
     header_tokens,
     outcome_of,
     read_reply,
@@ -27,7 +30,7 @@ from bot.mail.reply_worker import READERS, ReaderUnavailable, ReadTooLong
 from bot.runtime.config import Settings
 from bot.runtime.metrics import Metrics
 from bot.wording import PLAIN, explain, reply_recorded, votes_recorded
-from store import mail, tasks
+from store import deliveries, mail, tasks
 from store.database import DATABASE_ERRORS
 
 __all__ = [
@@ -55,6 +58,7 @@ class ReplyOutcome(enum.StrEnum):
     AMBIGUOUS = "ambiguous"
     REFUSED_IRREVERSIBLE = "refused_irreversible"
     AUTOMATIC = "automatic"
+    BOUNCED = "bounced"
     DUPLICATE = "duplicate"
     UNKNOWN_RECIPIENT = "unknown_recipient"
     WRONG_SENDER = "wrong_sender"
@@ -87,6 +91,8 @@ async def known_recipient(pool: asyncpg.Pool, settings: Settings, address: str) 
     """Whether an address is one of our reply addresses (for the SMTP listener's RCPT)."""
     if not settings.reply_domain:
         return False
+    if bounce_tokens([address], settings.reply_domain):
+        return True  # a request mail's envelope sender: delivery status notifications
     tokens = reply_tokens([address], settings.reply_domain)
     if not tokens:
         return False
@@ -149,6 +155,12 @@ async def _handle(
     if not settings.reply_domain:
         return ReplyOutcome.UNKNOWN_RECIPIENT
     try:
+        domain = settings.reply_domain
+        bounce = (
+            bounce_tokens(recipients, domain) if recipients else header_bounce_tokens(raw, domain)
+        )
+        if bounce:
+            return await _bounced(pool, raw, bounce[0])
         target = await _target(pool, settings, raw, recipients)
     except TooComplex:
         return ReplyOutcome.TOO_COMPLEX
@@ -219,6 +231,24 @@ async def _handle(
         ReplyOutcome.NOT_RECORDED,
         explain(result, now, PLAIN) + " Nothing was changed by your reply.",
     )
+
+
+async def _bounced(pool: asyncpg.Pool, raw: bytes, token: str) -> ReplyOutcome:
+    """A message to a request mail's envelope sender: when it is a delivery status
+    notification reporting a failure, that mail's delivery failed (the approver is offered the
+    request in Slack, see bot/failover.py); anything else there is ignored as automatic."""
+    failure = delivery_failure(raw)
+    if failure is None:
+        return ReplyOutcome.AUTOMATIC
+    async with pool.acquire() as conn:
+        found = await deliveries.bounced(conn, token, failure)
+    if found is None:
+        return ReplyOutcome.UNKNOWN_RECIPIENT
+    log.warning(
+        "request mail bounced",
+        extra={"event": "mail.bounced", "delivery": found.id, "error": failure},
+    )
+    return ReplyOutcome.BOUNCED
 
 
 def _recorded(result: DecisionResult) -> str:

@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email import errors, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses
 from typing import Any
@@ -100,6 +100,52 @@ def header_tokens(raw: bytes, reply_domain: str) -> list[str]:
     )
     values = [str(v) for k, v in headers.raw_items() if k.lower() in _ADDRESS_HEADERS]
     return [m.group(1).lower() for value in values for m in found.finditer(value)]
+
+
+_BOUNCE = r"bounce\+([a-z2-7]{24})@"
+
+
+def bounce_tokens(addresses: list[str], reply_domain: str) -> list[str]:
+    """The tokens of request-mail envelope senders (`bounce+<token>@REPLY_DOMAIN`) among
+    `addresses` (a delivery status notification is sent to one)."""
+    found = re.compile(_BOUNCE + re.escape(reply_domain) + r"$", re.IGNORECASE)
+    return [
+        m.group(1).lower()
+        for address in addresses
+        if (m := found.match(address.strip().strip("<>")))
+    ]
+
+
+def header_bounce_tokens(raw: bytes, reply_domain: str) -> list[str]:
+    """Envelope-sender tokens named in the address headers (a DSN is addressed `To:` the
+    envelope sender), read from the header section alone."""
+    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(_header_section(raw))
+    found = re.compile(
+        r"(?<![\w.%+-])" + _BOUNCE + re.escape(reply_domain) + r"(?![\w.-])", re.IGNORECASE
+    )
+    values = [str(v) for k, v in headers.raw_items() if k.lower() in _ADDRESS_HEADERS]
+    return [m.group(1).lower() for value in values for m in found.finditer(value)]
+
+
+def delivery_failure(raw: bytes) -> str | None:
+    """What a delivery status notification (RFC 3464, `multipart/report;
+    report-type=delivery-status`) says failed — "bounced: 5.1.1 <diagnostic>" — or None when
+    it is not one or reports no failure (a delay, a success notice)."""
+    message = bounded_parse(raw)
+    if message.get_content_type() != "multipart/report":
+        return None
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, Message):
+                continue
+            if str(block.get("Action", "")).strip().lower() == "failed":
+                status = clean_text(block.get("Status", ""), 20)
+                diagnostic = clean_text(block.get("Diagnostic-Code", ""), 200)
+                return " ".join(x for x in ("bounced:", status, diagnostic) if x)
+    return None
 
 
 def bounded_parse(raw: bytes) -> EmailMessage:

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from bot.domain import OutboxKind
-from store import outbox, sweep, tasks
+from store import deliveries, outbox, sweep, tasks
 from store.database import Connections
 from store.outbox import OutboxItem
 
@@ -105,6 +105,8 @@ class Fanout:
 
     pool: Connections
     channels: Sequence[ChannelPlugin]
+    # DELIVERY_GRACE: how long a new tier has to reach one of its approvers.
+    grace: float = 600.0
 
     async def task(self, item: OutboxItem) -> None:
         """`payload.changes`: one change or a batch of reminders; `payload.timeouts`: the audit
@@ -124,6 +126,18 @@ class Fanout:
             ]
             for channel in self.channels:
                 await channel.tasks_changed(conn, item, changes)
+            # The tier's messages are planned: from now on whether they reach anyone is watched.
+            await deliveries.watch(
+                conn,
+                [
+                    (c.task_id, c.state["tier"])
+                    for c in changes
+                    if c.event in ("created", "escalated")
+                    and c.state is not None
+                    and c.state["status"] == "pending"
+                ],
+                self.grace,
+            )
 
     async def alert(self, item: OutboxItem) -> None:
         if not self.channels:

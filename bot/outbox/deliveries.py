@@ -12,7 +12,7 @@ from store import deliveries, outbox
 from store.database import Connections
 from store.outbox import OutboxItem
 
-__all__ = ["NEW_MESSAGE", "give_up", "queue"]
+__all__ = ["NEW_MESSAGE", "give_up", "queue", "queue_planned", "retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,13 @@ async def give_up(pool: Connections, delivery_id: int, error: str, *, channel: s
         "delivery failed",
         extra={"event": f"{channel}.delivery_failed", "delivery": delivery_id, "error": error},
     )
+
+
+async def retrying(pool: Connections, delivery_id: int, error: str) -> None:
+    """A transient failure (the outbox retries): the delivery stays queued and shows why; past
+    half of DELIVERY_GRACE the sweeper moves its approver to another channel."""
+    async with pool.acquire() as conn:
+        await deliveries.note_error(conn, delivery_id, error)
 
 
 # Which task changes bring new messages (and of which purpose); other changes update them.
@@ -53,5 +60,31 @@ async def queue(
                 message_id=f"{change.message_id}:{kind}:{delivery_id}",
             )
             for delivery_id, task_id in deliveries
+        ],
+    )
+
+
+async def queue_planned(
+    conn: asyncpg.Connection,
+    kind: str,
+    planned: Iterable[tuple[int, UUID]],
+    *,
+    channel: str,
+    origin: str,
+) -> None:
+    """Queue the sending of deliveries planned outside a task change (a revoked Slack team's
+    approvals mailed, a failover to the other channel), one item each; `origin` names why, and
+    with the delivery fixes the item's id, so queueing one twice sends it once."""
+    await outbox.enqueue_all(
+        conn,
+        kind,
+        [
+            outbox.NewItem(
+                payload={"delivery_id": delivery_id},
+                task_id=task_id,
+                ordering_key=f"{channel}:{delivery_id}",
+                message_id=f"{origin}:{kind}:{delivery_id}",
+            )
+            for delivery_id, task_id in planned
         ],
     )

@@ -22,6 +22,7 @@ __all__ = [
     "CallbackBodies",
     "CallbackSender",
     "approval_event",
+    "approval_undeliverable",
     "callback_body",
     "sign",
     "slack_installed",
@@ -71,6 +72,24 @@ def approval_event(
         expires = decision.decided_at + timedelta(seconds=next_tier_expires_in)
         data |= {"tier": decision.tier + 1, "expires_at": _iso(expires)}
     return {"type": f"approval.{event}", "timestamp": _iso(decision.decided_at), "data": data}
+
+
+def approval_undeliverable(watched: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """`approval.undeliverable` (docs/contract.md §8): no approver of `watched`'s tier was
+    reached; informational, the task stays pending. Built once, when the sweeper finds it."""
+    return {
+        "type": "approval.undeliverable",
+        "timestamp": _iso(watched.now),
+        "data": {
+            "id": str(watched.task_id),
+            "workspace": watched.workspace,
+            "run_id": watched.run_id,
+            "status": "pending",
+            "tier": watched.tier,
+            "expires_at": _iso(watched.expires_at),
+            "attempts": attempts,
+        },
+    }
 
 
 def slack_installed(workspace: str, slack: dict[str, Any], at: datetime) -> dict[str, Any]:

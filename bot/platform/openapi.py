@@ -115,6 +115,11 @@ _RESPONSES: dict[str, dict[str, Any]] = {
                 },
             },
             "deliveries": {"type": "array", "items": {"type": "object"}},
+            "reach": {
+                "type": "array",
+                "description": "per approver of the current tier: reached, via, at, channels",
+                "items": {"type": "object"},
+            },
         },
     },
     "TaskPage": {

@@ -106,6 +106,11 @@ APPROVAL_CREATE: dict[str, Any] = {
                 "slack": {"type": "boolean", "default": True},
                 "email": {"type": "boolean", "default": True},
                 "slack_channel": _nullable(_SLACK_CHANNEL),
+                "fallback": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "use a channel turned off here when the other one fails",
+                },
             },
             "additionalProperties": False,
         },

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import people
 from bot.errors import BotError
+from bot.failover import DeliveryWatch
 from bot.mail.delivery import EmailChannel, MailSender
 from bot.outbox import consequences
 from bot.outbox.consequences import ChannelPlugin, Fanout
@@ -202,7 +203,19 @@ def _lifecycle(database_url: str, workers: bool, edges: bool):  # type: ignore[n
             )
         dispatcher = _dispatcher(app, background, database_url, session, slack, mailer)
         app[DISPATCHER] = dispatcher
-        sweeper = Sweeper(pool=background, metrics=app[METRICS], interval=settings.sweep_interval)
+        sweeper = Sweeper(
+            pool=background,
+            metrics=app[METRICS],
+            interval=settings.sweep_interval,
+            deliveries=DeliveryWatch(
+                pool=background,
+                metrics=app[METRICS],
+                slack=slack is not None,
+                mail=mailer is not None,
+            )
+            if slack is not None or mailer is not None
+            else None,
+        )
         # A web-only process sends nothing; it warns when nobody else does either.
         watch = UnattendedWatch(pool=background)
         running = (
@@ -364,7 +377,7 @@ def _dispatcher(
         channels.append(SlackChannel(pool, distributed=slack.teams.distributed))
     if mailer is not None:
         channels.append(EmailChannel())
-    fanout = Fanout(pool, channels=channels)
+    fanout = Fanout(pool, channels=channels, grace=settings.delivery_grace)
 
     bodies = CallbackBodies(pool)
 

@@ -99,6 +99,10 @@ SETTINGS_HELP: tuple[tuple[str, str], ...] = (
     ("OUTBOX_LEASE", "seconds a claimed outbox item is held before another replica may retry (60)"),
     ("OUTBOX_RETRY_BASE", "seconds before the first retry; doubles each time (default 1)"),
     ("SWEEP_INTERVAL", "seconds between timeout sweeps (default 1)"),
+    (
+        "DELIVERY_GRACE",
+        "seconds to reach an approver of a tier before approval.undeliverable (600)",
+    ),
     ("CALLBACK_TIMEOUT", "seconds to wait for the platform's callback endpoint (default 10)"),
     ("MAX_BODY_BYTES", "largest accepted request body in bytes (default 262144)"),
     ("TASKJUICE_DATA_DIR", "where the embedded PostgreSQL keeps its data (default ./.taskjuice)"),
@@ -167,6 +171,7 @@ class Settings:
     outbox_lease: float = 60.0
     outbox_retry_base: float = 1.0
     sweep_interval: float = 1.0
+    delivery_grace: float = 600.0
     callback_timeout: float = 10.0
     max_body_bytes: int = 262144
     log_level: str = "INFO"
@@ -268,6 +273,7 @@ def _service_values(reader: _Reader, env: dict[str, str]) -> dict[str, Any]:
         "outbox_lease": reader.get("OUTBOX_LEASE", _positive, 60.0),
         "outbox_retry_base": reader.get("OUTBOX_RETRY_BASE", _positive, 1.0),
         "sweep_interval": reader.get("SWEEP_INTERVAL", _positive, 1.0),
+        "delivery_grace": reader.get("DELIVERY_GRACE", _positive, 600.0),
         "callback_timeout": reader.get("CALLBACK_TIMEOUT", _positive, 10.0),
         "max_body_bytes": reader.get("MAX_BODY_BYTES", _port_like_int, 262144),
         "ready_max_outbox_age": reader.get("READY_MAX_OUTBOX_AGE", _positive, 300.0),

@@ -89,6 +89,17 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.failovers = Counter(
+            "taskjuice_delivery_failovers",
+            "Requests sent to an approver on another channel after theirs failed, by new channel",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.undeliverable = Counter(
+            "taskjuice_approvals_undeliverable",
+            "Tiers that reached none of their approvers (approval.undeliverable sent)",
+            registry=self.registry,
+        )
         self.worker_restarts = Counter(
             "taskjuice_worker_restarts",
             "Background workers (outbox dispatcher, sweeper) restarted after a crash",

@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Actor, DeliveryStatus, TaskStatus
 from bot.outbox.consequences import TaskChange
-from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue
+from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue, retrying
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
@@ -76,7 +76,9 @@ def _failure(exc: Exception) -> Exception:
     """The outbox's view of a Slack failure."""
     if isinstance(exc, SlackApiError):
         status = exc.response.status_code
-        error = str(exc.response.get("error", "")) if exc.response.data else ""
+        # A 5xx from a proxy carries a plain-text body, not Slack's JSON.
+        data = exc.response.data
+        error = str(data.get("error", "")) if isinstance(data, dict) else ""
         if status == 429:
             retry = exc.response.headers.get("Retry-After", "1")
             return RetryLater("slack ratelimited", delay=float(retry) if retry.isdigit() else 1.0)
@@ -448,6 +450,10 @@ class SlackSender:
         except GiveUp as exc:
             await give_up(self.pool, delivery.id, exc.message, channel="slack")
             return
+        except RetryLater as exc:
+            if not exc.quiet:  # Slack erring or rate-limiting: shown, and counted for failover
+                await retrying(self.pool, delivery.id, exc.message)
+            raise
         async with self.pool.acquire() as conn:
             await deliveries.mark_posted(
                 conn,

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from bot.mail.delivery import REQUEST
-from bot.outbox.deliveries import NEW_MESSAGE
+from bot.outbox.deliveries import NEW_MESSAGE, queue_planned
 from bot.slack.delivery import SLACK_KINDS
 from bot.slack.teams import SlackBinding
-from store import deliveries, outbox
+from store import deliveries
 from store import slack as store
 
 __all__ = ["RevokedTeamWork"]
@@ -67,17 +67,5 @@ class RevokedTeamWork:
         ]
         # Planned once per approver, tier and purpose: whoever was mailed already is skipped.
         planned = await deliveries.plan(conn, wanted, channel="email")
-        await outbox.enqueue_all(
-            conn,
-            REQUEST,
-            [
-                outbox.NewItem(
-                    payload={"delivery_id": delivery_id},
-                    task_id=task_id,
-                    ordering_key=f"mail:{delivery_id}",
-                    message_id=f"slack-revoked:{REQUEST}:{delivery_id}",
-                )
-                for delivery_id, task_id in planned
-            ],
-        )
+        await queue_planned(conn, REQUEST, planned, channel="mail", origin="slack-revoked")
         return len(planned)
