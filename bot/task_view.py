@@ -137,6 +137,7 @@ class DeliveryEntry:
     mail_to: str | None = None
     mail_message_id: str | None = None
     at: datetime
+    sent_at: datetime | None = None  # when the channel accepted it (Slack post, SMTP)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DeliveryEntry:
@@ -152,12 +153,16 @@ class DeliveryEntry:
             mail_to=row.get("mail_to"),
             mail_message_id=row.get("mail_message_id"),
             at=_time(row["at"]),
+            sent_at=_time(row["sent_at"]) if row.get("sent_at") is not None else None,
         )
 
     def as_json(self) -> dict[str, Any]:
         shown = {k: getattr(self, k) for k in _DELIVERY_KEYS}
         shown["status"] = self.status.value
-        return {k: v for k, v in shown.items() if v is not None} | {"at": _iso(self.at)}
+        shown = {k: v for k, v in shown.items() if v is not None} | {"at": _iso(self.at)}
+        if self.sent_at is not None:
+            shown["sent_at"] = _iso(self.sent_at)
+        return shown
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +197,9 @@ class TaskView:
     finished_at: datetime | None
     decisions: tuple[AuditEntry, ...] | None = None
     deliveries: tuple[DeliveryEntry, ...] | None = None
+    # Per approver of the current tier: whether and by which channel the request reached
+    # them, each channel's state (contract §8); shown as read, None in a listing.
+    reach: tuple[dict[str, Any], ...] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> TaskView:
@@ -233,6 +241,7 @@ class TaskView:
                 if deliveries is not None
                 else None
             ),
+            reach=tuple(row["reach"]) if row.get("reach") is not None else None,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -267,6 +276,8 @@ class TaskView:
             shown["decisions"] = [d.as_json() for d in self.decisions]
         if self.deliveries is not None:
             shown["deliveries"] = [d.as_json() for d in self.deliveries]
+        if self.reach is not None:
+            shown["reach"] = list(self.reach)
         return shown
 
     def tier_approvers(self, tier: int) -> tuple[Actor, ...]:
