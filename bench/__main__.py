@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import slack_load, sweeper
+from bench import egress, slack_load, sweeper
 from bench.database import fresh_database, server_url
 
 
@@ -23,7 +23,7 @@ def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
 def _table(results: dict[str, Any]) -> str:
     rows = [
         row
-        for key in ("sweeper", "interactivity", "pipeline", "fan_out", "memory")
+        for key in ("sweeper", "interactivity", "pipeline", "fan_out", "memory", "egress")
         if key in results
         for row in _rows(key, results[key])
     ]
@@ -31,7 +31,18 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value:>14}" for name, value in rows)
 
 
-async def main(quick: bool, only: str | None) -> dict[str, Any]:
+def _targets(results: dict[str, Any]) -> str:
+    """The egress figures that have a target, beside it, and whether it was met."""
+    rows = egress.verdicts(results.get("egress", {}))
+    if not rows:
+        return ""
+    width = max(len(name) for name, *_ in rows)
+    lines = [f"{'egress figure':<{width}}  {'measured':>10}  {'target':>8}  verdict"]
+    lines += [f"{n:<{width}}  {v:>10}  {t:>8}  {verdict}" for n, v, t, verdict in rows]
+    return "\n".join(lines)
+
+
+async def main(quick: bool, only: str | None, tiny: bool = False) -> dict[str, Any]:
     server = server_url()
     results: dict[str, Any] = {
         "machine": {
@@ -39,7 +50,7 @@ async def main(quick: bool, only: str | None) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "mode": "quick" if quick else "full",
+        "mode": "tiny" if tiny else "quick" if quick else "full",
     }
     if only in (None, "sweeper"):
         url = await fresh_database(server)
@@ -49,16 +60,25 @@ async def main(quick: bool, only: str | None) -> dict[str, Any]:
     if only in (None, "slack"):
         url = await fresh_database(server)
         results |= await slack_load.run(url, quick=quick)
+    if only in (None, "egress"):
+        results["egress"] = await egress.run(server, mode=results["mode"])
     return results
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
-    parser.add_argument("--only", choices=["sweeper", "slack"], help="run one group")
+    parser.add_argument("--only", choices=["sweeper", "slack", "egress"], help="run one group")
+    parser.add_argument(
+        "--tiny", action="store_true", help="with --only egress: the smallest pass (a check)"
+    )
+    parser.add_argument("--out", type=Path, help="where to write the results (bench/results.json)")
     args = parser.parse_args()
-    results = asyncio.run(main(args.quick, args.only))
+    if args.tiny and args.only != "egress":
+        parser.error("--tiny goes with --only egress")
+    results = asyncio.run(main(args.quick, args.only, args.tiny))
     print(_table(results))
-    out = Path(__file__).resolve().parent / "results.json"
+    print(_targets(results))
+    out = args.out or Path(__file__).resolve().parent / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {out}")
