@@ -115,7 +115,7 @@ def token_list(raw: str) -> tuple[str, ...]:
 
 def fernet_keys(raw: str) -> tuple[str, ...]:
     """Keys TokenCipher accepts; its refusal names the key's position, never its value."""
-    from bot.slack.installations import TokenCipher
+    from bot.slack.tokens import TokenCipher
 
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
     try:
