@@ -1,47 +1,30 @@
-"""Slack installation queries: the live row per team, its installers, OAuth states, the
-per-team rotation lock, and re-encryption of stored tokens.
+"""Slack installation queries: the live row per team, its bot and installers, the installation
+serving a team, and the per-team rotation lock.
 
 Token columns hold ciphertexts only; encrypting and decrypting is the caller's business.
+Which TaskJuice workspace a team is bound to is in `store.bindings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 __all__ = [
-    "ENCRYPTED_COLUMNS",
-    "bind_workspace",
-    "binding_of",
     "clear_bot",
-    "consume_state",
     "delete_installation",
     "delete_installer",
-    "encrypted_row_ids",
     "find_installation",
     "find_installer",
-    "issue_state",
-    "live_state_workspace",
-    "lock_status",
-    "mark_revoked",
-    "reencrypt_row",
     "save_bot",
     "save_installation",
     "save_installer",
     "serving_key",
     "team_lock",
-    "workspaces_of_team",
 ]
-
-# Which columns of which table hold ciphertexts (for key rotation).
-ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "slack_installations": ("bot_token", "bot_refresh_token", "incoming_webhook_url"),
-    "slack_installers": ("user_token", "user_refresh_token"),
-}
 
 # A team's key is (enterprise_id, team_id), either may be NULL: compared through
 # coalesce(…, ''), as the unique index slack_installations_team is.
@@ -286,107 +269,6 @@ async def delete_installer(
     )
 
 
-async def bind_workspace(
-    conn: asyncpg.Connection,
-    enterprise_id: str | None,
-    team_id: str | None,
-    *,
-    workspace: str,
-    installed_by_user_id: str,
-    installed_by_email: str | None,
-    bound_team_id: str | None = None,
-) -> bool:
-    """Bind the team to `workspace` (unbinding whichever team had it) and mark it active.
-
-    `bound_team_id` is the team of an org-wide install the workspace is bound to (default:
-    the installation's own team)."""
-    async with conn.transaction():
-        found = await conn.fetchval(
-            "SELECT id FROM slack_installations"
-            " WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
-            " AND coalesce(team_id, '') = coalesce($2, '') FOR UPDATE",
-            enterprise_id,
-            team_id,
-        )
-        if found is None:
-            return False
-        await conn.execute(
-            "UPDATE slack_installations SET workspace = NULL, bound_team_id = NULL,"
-            " updated_at = now()"
-            " WHERE workspace = $3 AND NOT (coalesce(enterprise_id, '') = coalesce($1, '')"
-            " AND coalesce(team_id, '') = coalesce($2, ''))",
-            enterprise_id,
-            team_id,
-            workspace,
-        )
-        done: str = await conn.execute(
-            "UPDATE slack_installations SET workspace = $3, installed_by_user_id = $4,"
-            " installed_by_email = $5, bound_team_id = coalesce($6, team_id),"
-            " status = 'active', revoked_reason = NULL,"
-            " updated_at = now() WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
-            " AND coalesce(team_id, '') = coalesce($2, '')",
-            enterprise_id,
-            team_id,
-            workspace,
-            installed_by_user_id,
-            installed_by_email,
-            bound_team_id,
-        )
-    return done == "UPDATE 1"
-
-
-async def mark_revoked(
-    conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None, reason: str
-) -> str | None:
-    """Mark the team's installation revoked and forget its dead tokens; the binding stays.
-
-    Returns the bound workspace, if any.
-    """
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE slack_installations SET status = 'revoked', revoked_reason = $3,"
-            " bot_token = NULL, bot_refresh_token = NULL, bot_token_expires_at = NULL,"
-            " bot_token_issued_at = NULL, incoming_webhook_url = NULL, updated_at = now()"
-            " WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
-            " AND coalesce(team_id, '') = coalesce($2, '') RETURNING id, workspace",
-            enterprise_id,
-            team_id,
-            reason,
-        )
-        if row is None:
-            return None
-        await conn.execute(
-            "UPDATE slack_installers SET user_token = NULL, user_refresh_token = NULL,"
-            " user_token_expires_at = NULL WHERE installation_id = $1",
-            row["id"],
-        )
-    workspace: str | None = row["workspace"]
-    return workspace
-
-
-async def binding_of(conn: asyncpg.Connection, workspace: str) -> asyncpg.Record | None:
-    """What the platform sees of the team bound to `workspace`."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT coalesce(bound_team_id, team_id) AS team_id, team_name, enterprise_id,"
-        " installed_by_user_id, installed_by_email, installed_at, status, revoked_reason,"
-        " incoming_webhook_channel_id, team_id AS installation_team_id, is_enterprise_install"
-        " FROM slack_installations WHERE workspace = $1",
-        workspace,
-    )
-    return row
-
-
-async def workspaces_of_team(conn: asyncpg.Connection, team_id: str) -> list[str]:
-    """The TaskJuice workspaces bound to the Slack team `team_id` by a live installation."""
-    rows = await conn.fetch(
-        "SELECT workspace FROM slack_installations"
-        " WHERE coalesce(bound_team_id, team_id) = $1 AND workspace IS NOT NULL"
-        " AND status = 'active' ORDER BY workspace",
-        team_id,
-    )
-    return [r["workspace"] for r in rows]
-
-
 async def serving_key(
     conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
 ) -> tuple[str | None, str | None, bool] | None:
@@ -403,77 +285,3 @@ async def serving_key(
     if row is None:
         return None
     return row["enterprise_id"], row["team_id"], row["is_enterprise_install"]
-
-
-async def lock_status(
-    conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
-) -> str | None:
-    """The installation's status, its row locked for the caller's transaction."""
-    status: str | None = await conn.fetchval(
-        "SELECT status FROM slack_installations"
-        " WHERE coalesce(enterprise_id, '') = coalesce($1, '')"
-        " AND coalesce(team_id, '') = coalesce($2, '') FOR UPDATE",
-        enterprise_id,
-        team_id,
-    )
-    return status
-
-
-async def live_state_workspace(conn: asyncpg.Connection, state: str) -> str | None:
-    """The workspace of a live, unused install-link state (without using it up)."""
-    workspace: str | None = await conn.fetchval(
-        "SELECT workspace FROM slack_oauth_states WHERE state = $1 AND expires_at > now()",
-        state,
-    )
-    return workspace
-
-
-async def issue_state(conn: asyncpg.Connection, state: str, workspace: str | None) -> datetime:
-    """Store a new OAuth state (and drop expired ones); return when it expires."""
-    expires_at: datetime = await conn.fetchval(
-        "WITH expired AS (DELETE FROM slack_oauth_states WHERE expires_at < now())"
-        " INSERT INTO slack_oauth_states (state, workspace) VALUES ($1, $2)"
-        " RETURNING expires_at",
-        state,
-        workspace,
-    )
-    return expires_at
-
-
-async def consume_state(conn: asyncpg.Connection, state: str) -> asyncpg.Record | None:
-    """Use up `state` (once, atomically): (workspace) if it was live, else None."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "DELETE FROM slack_oauth_states WHERE state = $1"
-        " RETURNING workspace, expires_at > now() AS live",
-        state,
-    )
-    if row is None or not row["live"]:
-        return None
-    return row
-
-
-async def encrypted_row_ids(conn: asyncpg.Connection, table: str) -> list[int]:
-    """Ids of the rows of `table` (one of ENCRYPTED_COLUMNS) that hold any ciphertext."""
-    columns = ENCRYPTED_COLUMNS[table]
-    any_set = " OR ".join(f"{c} IS NOT NULL" for c in columns)
-    rows = await conn.fetch(f"SELECT id FROM {table} WHERE {any_set} ORDER BY id")  # noqa: S608 - names from ENCRYPTED_COLUMNS
-    return [r["id"] for r in rows]
-
-
-async def reencrypt_row(
-    conn: asyncpg.Connection, table: str, row_id: int, rewrite: Callable[[str], str]
-) -> bool:
-    """Rewrite each ciphertext of one row with `rewrite`, under the row's lock, so a token
-    refreshed meanwhile is never overwritten by its predecessor. False if the row is gone."""
-    columns = ENCRYPTED_COLUMNS[table]
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE id = $1 FOR UPDATE",  # noqa: S608 - names from ENCRYPTED_COLUMNS
-            row_id,
-        )
-        if row is None:
-            return False
-        values = [None if row[c] is None else rewrite(row[c]) for c in columns]
-        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, 2))
-        await conn.execute(f"UPDATE {table} SET {sets} WHERE id = $1", row_id, *values)  # noqa: S608 - names from ENCRYPTED_COLUMNS
-    return True

@@ -1,7 +1,7 @@
 """Requests as Slack sends them to /slack/events: signed with slack-sdk's own signature code,
 and the payloads of a button click, a modal submission, a slash command and an Events API
 event. The dev console, the benchmark and the tests all drive the bot through this module;
-the bot's own check of a signature is `handlers.slack.refusal`.
+the bot's own check of a signature is `handlers.slack.routes.refusal`.
 
 Each request builder returns `(body, headers)`: the exact bytes to POST and the headers Slack
 would send with them (content type, timestamp, signature).

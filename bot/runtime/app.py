@@ -26,9 +26,10 @@ from bot.runtime.metrics import Metrics
 from bot.slack.delivery import SlackChannel, SlackSender
 from bot.slack.egress import SlackBudget, limits_with
 from bot.slack.install_flow import TeamsAuthorize, install_flow
-from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
+from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore
 from bot.slack.revocation import RevokedTeamWork
 from bot.slack.teams import SlackTeams
+from bot.slack.tokens import TokenCipher
 from bot.timeouts import Sweeper
 from handlers import health, links, mail
 from handlers.api import api_app

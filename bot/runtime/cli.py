@@ -19,9 +19,10 @@ from aiohttp import web
 
 from bot.errors import SettingsError
 from bot.runtime.app import SchemaBehind, build_app, prepare_database
-from bot.runtime.config import SETTINGS_HELP, Settings, load_settings
+from bot.runtime.config import Settings, load_settings
+from bot.runtime.help import SETTINGS_HELP
 from bot.runtime.logs import configure_logging
-from bot.slack.installations import TokenCipher, rotate_token_keys
+from bot.slack.tokens import TokenCipher, rotate_token_keys
 from store.database import create_pool, embedded_database_url, recreate_database
 
 if TYPE_CHECKING:

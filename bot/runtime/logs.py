@@ -44,8 +44,8 @@ def configure_logging(level: str) -> None:
 
 # Libraries whose debug output would carry secrets: request paths with magic-link tokens
 # (aiohttp's access log), whole mails with their links (aiosmtpd's "mail.log", aiosmtplib),
-# and Slack request bodies (Bolt logs through the Slack edge's logger, `handlers.slack`). They
-# stay at these levels even with LOG_LEVEL=DEBUG.
+# and Slack request bodies (Bolt logs through the Slack edge's logger, under `handlers.slack`,
+# whose level its modules inherit). They stay at these levels even with LOG_LEVEL=DEBUG.
 _QUIET = {
     "aiohttp.access": logging.WARNING,
     "mail.log": logging.WARNING,

@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack.installations import STATE_LIFETIME_MINUTES
 from bot.slack.teams import SlackTeams
-from store import installations as queries
+from store import oauth_states
 
 __all__ = ["BOT_SCOPES", "InstallFlow", "TeamsAuthorize", "install_flow"]
 
@@ -99,7 +99,7 @@ class InstallFlow(AsyncOAuthFlow):
         if not state or len(state) > 200:
             return self._not_from_link("slack.install_without_link")
         async with self.teams.pool.acquire() as conn:
-            workspace = await queries.live_state_workspace(conn, state)
+            workspace = await oauth_states.live_state_workspace(conn, state)
         if workspace is None:
             return self._not_from_link("slack.install_link_dead")
         url = await self.build_authorize_url(state, request)

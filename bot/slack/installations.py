@@ -1,5 +1,5 @@
 """Slack installations in PostgreSQL: the installation and OAuth state stores Bolt's OAuth
-flow uses in distributed mode, tokens encrypted at rest, and rotating-token refresh.
+flow uses in distributed mode, tokens encrypted through `bot.slack.tokens.TokenCipher`.
 """
 
 from __future__ import annotations
@@ -7,99 +7,42 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
-from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 
-from bot.errors import BotError, SettingsError
+from bot.slack.tokens import TokenCipher
 from store import installations as queries
+from store import oauth_states
 from store.database import Connections
 
 __all__ = [
     "STATE_LIFETIME_MINUTES",
     "PostgresInstallationStore",
     "PostgresOAuthStateStore",
-    "TokenCipher",
-    "TokenKeyMissing",
-    "refresh_due",
-    "refresh_if_due",
-    "rotate_token_keys",
+    "team_key",
 ]
 
 log = logging.getLogger(__name__)
 
 STATE_LIFETIME_MINUTES = 30  # the migration's default for slack_oauth_states.expires_at
-_REFRESH_MARGIN = 120 * 60.0  # seconds
-
-
-class TokenKeyMissing(BotError):
-    """A stored Slack token was encrypted with a key that SLACK_TOKEN_KEYS no longer holds."""
-
-
-class TokenCipher:
-    """Encrypts Slack tokens at rest with the Fernet keys of SLACK_TOKEN_KEYS.
-
-    The setting lists keys oldest first (like LINK_SECRETS): the last encrypts, all decrypt.
-    MultiFernet wants the newest first, hence the reversal.
-    """
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        if not keys:
-            raise SettingsError("SLACK_TOKEN_KEYS: at least one Fernet key is required")
-        fernets = []
-        for position, key in enumerate(keys, 1):
-            try:
-                fernets.append(Fernet(key.strip()))
-            except (ValueError, TypeError):
-                # The message names the position only: never echo key material.
-                raise SettingsError(
-                    f"SLACK_TOKEN_KEYS: key {position} of {len(keys)} is not a Fernet key"
-                    " (32 bytes, URL-safe base64)"
-                ) from None
-        self._fernet = MultiFernet(list(reversed(fernets)))
-
-    @classmethod
-    def from_setting(cls, value: str) -> TokenCipher:
-        """The cipher of a comma-separated SLACK_TOKEN_KEYS value."""
-        return cls([key for key in (k.strip() for k in value.split(",")) if key])
-
-    def encrypt(self, token: str | None) -> str | None:
-        if token is None:
-            return None
-        return self._fernet.encrypt(token.encode()).decode("ascii")
-
-    def decrypt(self, ciphertext: str | None) -> str | None:
-        if ciphertext is None:
-            return None
-        try:
-            return self._fernet.decrypt(ciphertext.encode("ascii")).decode()
-        except InvalidToken:
-            raise TokenKeyMissing() from None
-
-    def rotate(self, ciphertext: str) -> str:
-        """The same token, encrypted under the newest key."""
-        try:
-            return self._fernet.rotate(ciphertext.encode("ascii")).decode("ascii")
-        except InvalidToken:
-            raise TokenKeyMissing() from None
 
 
 def _when(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC)
 
 
-def _team_key(
+def team_key(
     enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None
 ) -> tuple[str | None, str | None]:
-    # An org-wide install is one row for the whole organisation, whatever team asks.
+    """The key of the row that holds a team's installation: an org-wide install is one row
+    for the whole organisation, whatever team asks."""
     return enterprise_id, (None if is_enterprise_install else team_id)
 
 
@@ -130,7 +73,7 @@ class PostgresInstallationStore(AsyncInstallationStore):
     ) -> None:
         """Save `installation` on `conn`, inside the caller's transaction (e.g. with the
         binding it makes)."""
-        enterprise_id, team_id = _team_key(
+        enterprise_id, team_id = team_key(
             installation.enterprise_id, installation.team_id, installation.is_enterprise_install
         )
         row = {
@@ -166,9 +109,7 @@ class PostgresInstallationStore(AsyncInstallationStore):
         """Save `bot` on `conn` (inside the caller's transaction or lock, if any)."""
         if not bot.bot_token:
             return  # as slack-sdk's stores do: a bot without a token is nothing to keep
-        enterprise_id, team_id = _team_key(
-            bot.enterprise_id, bot.team_id, bot.is_enterprise_install
-        )
+        enterprise_id, team_id = team_key(bot.enterprise_id, bot.team_id, bot.is_enterprise_install)
         row = {
             **self._bot_row(bot),
             "enterprise_id": enterprise_id,
@@ -209,7 +150,7 @@ class PostgresInstallationStore(AsyncInstallationStore):
         team_id: str | None,
         is_enterprise_install: bool | None = False,
     ) -> Bot | None:
-        key = _team_key(enterprise_id, team_id, is_enterprise_install)
+        key = team_key(enterprise_id, team_id, is_enterprise_install)
         # Shared lock: wait out a refresh in flight, then read the token it saved.
         async with self.connections.acquire() as conn, queries.team_lock(conn, *key, shared=True):
             found = await self.read_bot(conn, *key)
@@ -248,7 +189,7 @@ class PostgresInstallationStore(AsyncInstallationStore):
         user_id: str | None = None,
         is_enterprise_install: bool | None = False,
     ) -> Installation | None:
-        key = _team_key(enterprise_id, team_id, is_enterprise_install)
+        key = team_key(enterprise_id, team_id, is_enterprise_install)
         async with self.connections.acquire() as conn, queries.team_lock(conn, *key, shared=True):
             row = await queries.find_installation(conn, *key)
             if row is None:
@@ -321,14 +262,14 @@ class PostgresOAuthStateStore(AsyncOAuthStateStore):
         """A new state for an install link of `workspace`, and when it expires."""
         state = secrets.token_urlsafe(32)
         async with self.connections.acquire() as conn:
-            expires_at = await queries.issue_state(conn, state, workspace)
+            expires_at = await oauth_states.issue_state(conn, state, workspace)
         return state, expires_at
 
     async def consume(self, state: str) -> str | None:
         """Use up `state`: the workspace it was issued for, or None (unknown, expired, used,
         or issued with no workspace)."""
         async with self.connections.acquire() as conn:
-            row = await queries.consume_state(conn, state)
+            row = await oauth_states.consume_state(conn, state)
         return None if row is None else row["workspace"]
 
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
@@ -338,66 +279,4 @@ class PostgresOAuthStateStore(AsyncOAuthStateStore):
 
     async def async_consume(self, state: str) -> bool:
         async with self.connections.acquire() as conn:
-            return await queries.consume_state(conn, state) is not None
-
-
-def refresh_due(expires_at: float, issued_at: float | None, now: float) -> bool:
-    """Whether a rotating token is due: less than a quarter of its lifetime, or 120 minutes,
-    remains, whichever is less (so a 40-second token is refreshed once per lifetime)."""
-    margin = _REFRESH_MARGIN
-    if issued_at is not None and expires_at > issued_at:
-        margin = min(margin, (expires_at - issued_at) / 4)
-    return expires_at - now < margin
-
-
-async def refresh_if_due(
-    store: PostgresInstallationStore,
-    rotator: AsyncTokenRotator,
-    *,
-    enterprise_id: str | None,
-    team_id: str | None,
-    is_enterprise_install: bool | None = False,
-) -> Bot | None:
-    """The team's bot, its token refreshed first if due; None when the team has no bot.
-
-    Under the team's exclusive lock, so replicas never spend one refresh token twice: whoever
-    waited re-reads the row and finds the new token. Raises slack_sdk's
-    SlackTokenRotationError when Slack refuses the refresh (e.g. `invalid_grant`).
-    """
-    key = _team_key(enterprise_id, team_id, is_enterprise_install)
-    async with store.connections.acquire() as conn, queries.team_lock(conn, *key):
-        found = await store.read_bot(conn, *key)
-        if found is None:
-            return None
-        bot, issued_at = found
-        expires_at = bot.bot_token_expires_at
-        if expires_at is None or not refresh_due(expires_at, issued_at, store.clock()):
-            return bot
-        # The rotator's own test counts whole minutes before expiry; the rule is ours, and it
-        # said "due", so ask it to rotate whatever the time left.
-        refreshed = await rotator.perform_bot_token_rotation(
-            bot=bot, minutes_before_expiration=10**9
-        )
-        if refreshed is None:
-            return bot
-        await store.write_bot(conn, refreshed)
-    log.info(
-        "slack token refreshed",
-        extra={"event": "slack.token_refreshed", "team_id": key[1], "enterprise_id": key[0]},
-    )
-    return refreshed
-
-
-async def rotate_token_keys(connections: Connections, cipher: TokenCipher) -> int:
-    """Re-encrypt every stored token under the newest key; return how many rows changed.
-
-    Safe while the service runs: each row is rewritten under its lock.
-    """
-    changed = 0
-    for table in queries.ENCRYPTED_COLUMNS:
-        async with connections.acquire() as conn:
-            ids = await queries.encrypted_row_ids(conn, table)
-        for row_id in ids:
-            async with connections.acquire() as conn:
-                changed += await queries.reencrypt_row(conn, table, row_id, cipher.rotate)
-    return changed
+            return await oauth_states.consume_state(conn, state) is not None

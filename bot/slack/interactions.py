@@ -1,6 +1,6 @@
 """What a Slack click, modal or command means: the core that the Slack edge calls.
 
-`handlers/slack.py` reads a payload into one small value (a `Click`, a `Command`) and calls
+`handlers/slack/` reads a payload into one small value (a `Click`, a `Command`) and calls
 one function here; each decides through `bot.decisions.decide()` (which resolves who the
 clicker is, asking Slack once when the bot's cache cannot tell), queues what the person is
 told (a private explanation of a refused click, an App Home refresh) through the outbox in

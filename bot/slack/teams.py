@@ -29,13 +29,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import BotError
 from bot.outbox import consequences
 from bot.platform import callbacks
-from bot.slack.installations import (
-    PostgresInstallationStore,
-    PostgresOAuthStateStore,
-    refresh_due,
-    refresh_if_due,
-)
+from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore
+from bot.slack.refresh import refresh_due, refresh_if_due
 from store import alerts as routing_store
+from store import bindings
 from store import installations as queries
 from store.database import Connections
 
@@ -116,9 +113,9 @@ async def binding(
     """The team bound to `workspace`, or None (none bound, or single-workspace mode)."""
     if hasattr(pool_or_conn, "acquire"):
         async with pool_or_conn.acquire() as conn:
-            row = await queries.binding_of(conn, workspace)
+            row = await bindings.binding_of(conn, workspace)
     else:
-        row = await queries.binding_of(pool_or_conn, workspace)
+        row = await bindings.binding_of(pool_or_conn, workspace)
     if row is None:
         return None
     user = row["installed_by_user_id"]
@@ -293,7 +290,7 @@ class SlackTeams:
         assert self.store is not None
         async with self.pool.acquire() as conn, conn.transaction():
             await self.store.write_installation(conn, installation)
-            await queries.bind_workspace(
+            await bindings.bind_workspace(
                 conn,
                 installation.enterprise_id,
                 None if installation.is_enterprise_install else installation.team_id,
@@ -331,9 +328,9 @@ class SlackTeams:
                 return
             ent, team, _ = serving
             self._clients.pop((ent, team), None)
-            if await queries.lock_status(conn, ent, team) != BindingStatus.ACTIVE:
+            if await bindings.lock_status(conn, ent, team) != BindingStatus.ACTIVE:
                 return  # already revoked: said once
-            workspace = await queries.mark_revoked(conn, ent, team, reason)
+            workspace = await bindings.mark_revoked(conn, ent, team, reason)
             if workspace is not None:
                 bound = await binding(conn, workspace)
                 assert bound is not None
@@ -362,7 +359,7 @@ class SlackTeams:
         False when nothing is bound."""
         assert self.store is not None
         async with self.pool.acquire() as conn:
-            row = await queries.binding_of(conn, workspace)
+            row = await bindings.binding_of(conn, workspace)
         if row is None:
             return False
         ent = row["enterprise_id"]

@@ -20,7 +20,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.teams import BindingStatus, SlackTeams, TeamKey, TeamNotInstalled, binding
-from store import installations as installation_store
+from store import bindings
 
 __all__ = [
     "ADMIN_CHECK_SECONDS",
@@ -81,7 +81,7 @@ async def viewer_workspaces(teams: SlackTeams, who: Member) -> list[str] | None:
     if not who.team_id:
         return []
     async with teams.pool.acquire() as conn:
-        return await installation_store.workspaces_of_team(conn, who.team_id)
+        return await bindings.workspaces_of_team(conn, who.team_id)
 
 
 class RouteRight(enum.StrEnum):

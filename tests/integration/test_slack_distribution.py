@@ -19,8 +19,9 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from bot.devkit.callback_receiver import PlatformReceiver
 from bot.errors import SettingsError
 from bot.runtime.config import load_settings
-from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore, TokenCipher
+from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore
 from bot.slack.teams import BindingStatus, SlackTeams, TeamNotInstalled, binding
+from bot.slack.tokens import TokenCipher
 from tests.conftest import Service, start_on_free_ports
 from tests.distributed_support import (
     CLIENT_ID,

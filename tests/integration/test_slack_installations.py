@@ -19,16 +19,10 @@ from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SettingsError
-from bot.slack.installations import (
-    PostgresInstallationStore,
-    PostgresOAuthStateStore,
-    TokenCipher,
-    TokenKeyMissing,
-    refresh_due,
-    refresh_if_due,
-    rotate_token_keys,
-)
-from store import installations as queries
+from bot.slack.installations import PostgresInstallationStore, PostgresOAuthStateStore
+from bot.slack.refresh import refresh_due, refresh_if_due
+from bot.slack.tokens import TokenCipher, TokenKeyMissing, rotate_token_keys
+from store import bindings
 from tests.distributed_support import CLIENT_ID, CLIENT_SECRET, fake_key
 from tests.support import eventually, free_port
 
@@ -124,7 +118,7 @@ async def test_reinstall_replaces_the_live_row_and_keeps_the_binding(
 ) -> None:
     await store.async_save(team_install())
     async with pool.acquire() as conn:
-        assert await queries.bind_workspace(
+        assert await bindings.bind_workspace(
             conn,
             None,
             "T0FAKE",
@@ -136,7 +130,7 @@ async def test_reinstall_replaces_the_live_row_and_keeps_the_binding(
 
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM slack_installations") == 1
-        binding = await queries.binding_of(conn, "acme")
+        binding = await bindings.binding_of(conn, "acme")
     assert binding is not None
     assert (binding["team_id"], binding["status"]) == ("T0FAKE", "active")
     assert binding["installed_by_user_id"] == "U0INSTALLER"
@@ -156,7 +150,7 @@ async def test_revoked_installation_keeps_its_binding_and_forgets_its_tokens(
 ) -> None:
     await store.async_save(team_install())
     async with pool.acquire() as conn:
-        await queries.bind_workspace(
+        await bindings.bind_workspace(
             conn,
             None,
             "T0FAKE",
@@ -164,8 +158,8 @@ async def test_revoked_installation_keeps_its_binding_and_forgets_its_tokens(
             installed_by_user_id="U0INSTALLER",
             installed_by_email=None,
         )
-        assert await queries.mark_revoked(conn, None, "T0FAKE", "tokens_revoked") == "acme"
-        binding = await queries.binding_of(conn, "acme")
+        assert await bindings.mark_revoked(conn, None, "T0FAKE", "tokens_revoked") == "acme"
+        binding = await bindings.binding_of(conn, "acme")
         tokens = await conn.fetchrow(
             "SELECT i.bot_token, i.incoming_webhook_url, u.user_token"
             " FROM slack_installations i JOIN slack_installers u ON u.installation_id = i.id"

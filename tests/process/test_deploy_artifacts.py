@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from bot.runtime.cli import _parser
-from bot.runtime.config import SECRET_SETTINGS, SETTINGS_HELP, load_settings
+from bot.runtime.config import load_settings
+from bot.runtime.environment import SECRET_SETTINGS
+from bot.runtime.help import SETTINGS_HELP
 from tests.support import API_TOKEN, CALLBACK_SECRET, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -10,7 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.slack.installations import PostgresInstallationStore, TokenCipher, TokenKeyMissing
+from bot.slack.installations import PostgresInstallationStore
+from bot.slack.tokens import TokenCipher, TokenKeyMissing
 from tests.integration.test_slack_installations import KEY_A, KEY_B, team_install
 from tests.support import service_env
 

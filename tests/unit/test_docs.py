@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.runtime.config import SETTINGS_HELP
+from bot.runtime.help import SETTINGS_HELP
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import SettingsError
-from bot.runtime.config import SECRET_SETTINGS, Settings, load_settings
+from bot.runtime.config import Settings, load_settings
+from bot.runtime.environment import SECRET_SETTINGS
 from tests.support import API_TOKEN, CALLBACK_SECRET
 
 BASE = {
