@@ -6,7 +6,9 @@ with whom they reached and how."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -34,6 +36,9 @@ def add_routes(app: web.Application, world: DevWorld) -> None:
         to_html(str(text or ""), user_name(world))
     )
 
+    env.filters["clock"] = _clock
+    env.filters["person"] = user_name(world)
+    env.filters["reason"] = _reason
     env.globals["qs"] = lambda query, **changes: urlencode({**query, **changes})
     app[_PAGES] = env
     app.router.add_get("/dev", console)
@@ -114,6 +119,7 @@ def _state(request: web.Request) -> dict[str, Any]:
         "mail_doc": mail_doc,
         "callbacks": list(reversed(world.platform.received))[:30],
         "workspaces": [(ws, None) for ws in world.workspaces],
+        "requests": [],
         "query": dict(request.query),
     }
 
@@ -128,6 +134,32 @@ async def _connections(request: web.Request) -> list[tuple[str, dict[str, Any] |
     return shown
 
 
+_REQUESTS_SHOWN = 8
+
+
+async def _requests(request: web.Request) -> list[dict[str, Any]]:
+    """The newest requests, each as `GET /approvals/{id}` shows it (with `reach`: whom of its
+    current tier it reached, by which channel, and why a channel failed)."""
+    status, page = await api(request, "GET", f"/approvals?limit={_REQUESTS_SHOWN}")
+    if status != 200:
+        return []
+    shown = await asyncio.gather(
+        *(api(request, "GET", f"/approvals/{quote(item['id'], safe='')}") for item in page["items"])
+    )
+    return [view for status, view in shown if status == 200]
+
+
+def _clock(at: str | None) -> str:
+    """An API timestamp as the hour and minute (UTC), as a console line shows it."""
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).strftime("%H:%M") if at else ""
+
+
+def _reason(error: str | None, channel: str) -> str:
+    """A channel's last error without the channel's own prefix ("slack: user_not_found")."""
+    text = error or ""
+    return text.removeprefix(f"{channel}: ")
+
+
 def _render(request: web.Request, name: str, **values: Any) -> web.Response:
     text = request.app[_PAGES].get_template(name).render(**values)
     return web.Response(
@@ -138,7 +170,10 @@ def _render(request: web.Request, name: str, **values: Any) -> web.Response:
 
 
 async def console(request: web.Request) -> web.Response:
-    state = _state(request) | {"workspaces": await _connections(request)}
+    state = _state(request) | {
+        "workspaces": await _connections(request),
+        "requests": await _requests(request),
+    }
     return _render(request, "dev/console.html.j2", **state)
 
 
@@ -149,6 +184,7 @@ async def panel(request: web.Request) -> web.Response:
     state = _state(request)
     if name == "platform":
         state["workspaces"] = await _connections(request)
+        state["requests"] = await _requests(request)
     return _render(request, f"dev/{name}.html.j2", **state)
 
 
