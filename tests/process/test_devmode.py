@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,30 @@ async def test_the_console_spans_both_teams_and_each_gets_its_own_requests(dev: 
         await eventually(in_hanks_dm, timeout=20, interval=0.2, what="globex's request")
         _, danas = await get(http, f"{dev}/dev/panel/slack?user=U0DANA001&c=D0DANA001")
         assert "Springfield" not in danas
+
+        # The Platform panel says whom each request reached, by which channel and when, as
+        # the API's `reach` has it.
+        async def shipment_reached() -> dict[str, Any] | None:
+            url = f"{dev}/api/v1/approvals?workspace=globex&limit=50"
+            async with http.get(url, headers=DEV_API) as listed:
+                items = (await listed.json())["items"]
+            task = next(i for i in items if i["run_id"] == "run_seed_shipment")
+            async with http.get(f"{dev}/api/v1/approvals/{task['id']}", headers=DEV_API) as one:
+                view: dict[str, Any] = await one.json()
+            return view if view["reach"] and view["reach"][0]["reached"] else None
+
+        shipment = await eventually(shipment_reached, timeout=20, interval=0.2, what="reach")
+        hank = shipment["reach"][0]
+        assert hank["approver"]["email"] == "hank@globex.test"
+        clock = datetime.fromisoformat(hank["at"].replace("Z", "+00:00")).strftime("%H:%M")
+        _, platform = await get(http, f"{dev}/dev/panel/platform")
+        block = re.search(
+            rf'<div class="request" data-request="{shipment["id"]}">.*?</ul>', platform, re.S
+        )
+        assert block is not None and "Ship 300 units" in block[0]
+        line = re.search(r"<li[^>]*>(.*?)</li>", block[0], re.S)
+        assert line is not None
+        assert line[1].strip().startswith(f"hank@globex.test — reached by {hank['via']} {clock}")
 
 
 def approve_form(panel: str, summary: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The dev console at /dev (dev mode only): Slack, mail and the platform in one browser tab.
+"""What is done in the dev console, forwarded to the bot as the outside world would send it.
 
 Buttons, modals, commands and the App Home are sent to the bot's own /slack/events as Slack
 sends them, built and signed by bot/devkit/slack_requests.py: `team` is the team the click
@@ -10,50 +10,29 @@ API (Connect Slack opens an install link and walks the double's consent page).
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import time
 from email.message import EmailMessage
 from email.utils import make_msgid
-from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import aiosmtplib
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 
-from bot.devkit.mrkdwn import to_html
 from bot.devkit.slack_requests import SlackRequests, button
-from bot.runtime.devmode import API_TOKEN, PEOPLE, SIGNING_SECRET, TEAMS, DevTeam, DevWorld
+from bot.runtime.devmode import SIGNING_SECRET, TEAMS, DevTeam, DevWorld
 from bot.runtime.keys import SETTINGS
+from handlers.devconsole.common import WORLD, api, team_of_channel, team_of_user, user_name
 
-__all__ = ["WORLD", "add_routes"]
+__all__ = ["add_routes"]
 
-WORLD = web.AppKey("dev_world", DevWorld)
-_PAGES = web.AppKey("dev_pages", Environment)
 _triggers = itertools.count(1)
 
 
-def add_routes(app: web.Application, world: DevWorld) -> None:
-    app[WORLD] = world
-    env = Environment(
-        loader=FileSystemLoader(str(resources.files("templates"))),
-        autoescape=select_autoescape(default=True),
-    )
-    # to_html() escapes everything it does not turn into markup itself.
-    env.filters["mrkdwn"] = lambda text: Markup(  # noqa: S704
-        to_html(str(text or ""), _user_name(world))
-    )
-
-    env.globals["qs"] = lambda query, **changes: urlencode({**query, **changes})
-    app[_PAGES] = env
-    app.router.add_get("/dev", console)
-    app.router.add_get("/dev/panel/{name}", panel)
-    app.router.add_get("/dev/app/{path:.*}", platform_app)
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/dev/slack/click", slack_click)
     app.router.add_post("/dev/slack/submit", slack_submit)
     app.router.add_post("/dev/slack/command", slack_command)
@@ -63,145 +42,6 @@ def add_routes(app: web.Application, world: DevWorld) -> None:
     app.router.add_post("/dev/platform/event", platform_event)
     app.router.add_post("/dev/platform/connect", platform_connect)
     app.router.add_post("/dev/platform/disconnect", platform_disconnect)
-
-
-def _opened_for(view: dict[str, Any]) -> str:
-    """Whose screen a modal is on: the console's trigger ids are "<user>.<n>". (The bot opens
-    the modal after it has answered the click, so the click cannot note it on the view.)"""
-    return str(view.get("trigger_id", "")).rsplit(".", 1)[0]
-
-
-def _user_name(world: DevWorld) -> Any:
-    def name(user_id: str) -> str:
-        user = world.slack.user(user_id)
-        return user.name if user else user_id
-
-    return name
-
-
-def _team_of_user(world: DevWorld, user_id: str) -> str:
-    user = world.slack.user(user_id)
-    return user.team_id if user else world.slack.team_id
-
-
-def _team_of_channel(world: DevWorld, channel: str, user_id: str) -> str:
-    """The team a conversation belongs to: a channel's own team (also for a channel shared
-    with others), or for a DM the user's."""
-    owner = next((t.id for t in world.slack.teams.values() if channel in t.channels), None)
-    return owner or _team_of_user(world, user_id)
-
-
-_ROLES = {person.id: person.role for person in PEOPLE}
-
-
-def _people(world: DevWorld) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The Acting-as picker: every team's people, admins marked."""
-    return [
-        (
-            f"{team.name} ({team.id})",
-            [
-                (
-                    u.id,
-                    u.name
-                    + (" · admin" if u.is_admin else "")
-                    + (f" ({_ROLES[u.id]})" if u.id in _ROLES else ""),
-                )
-                for u in team.users.values()
-            ],
-        )
-        for team in world.slack.teams.values()
-    ]
-
-
-def _conversations(world: DevWorld) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every team's channels, the channels shared with it (Slack Connect) and its DMs."""
-    groups = []
-    for team in world.slack.teams.values():
-        items = [(cid, f"#{name}") for cid, name in team.channels.items()]
-        for cid, guests in world.slack.shared.items():
-            if cid in team.channels:
-                items = [(c, f"{label} · shared") if c == cid else (c, label) for c, label in items]
-            elif team.id in guests:
-                owner = next(t for t in world.slack.teams.values() if cid in t.channels)
-                items.append((cid, f"#{owner.channels[cid]} · {owner.name}, shared"))
-        items += [(world.slack.dm_channel(u.id), f"DM · {u.name}") for u in team.users.values()]
-        groups.append((f"{team.name} ({team.id})", items))
-    return groups
-
-
-def _state(request: web.Request) -> dict[str, Any]:
-    world = request.app[WORLD]
-    user = request.query.get("user", PEOPLE[0].id)
-    conversation = request.query.get("c", world.slack.dm_channel(user))
-    mails = world.mail.messages
-    chosen = int(request.query.get("m", len(mails) - 1 if mails else -1))
-    mail = mails[chosen] if 0 <= chosen < len(mails) else None
-    # Shown in a sandboxed iframe (no scripts); links open in a new tab.
-    mail_doc = (
-        "<base target=_blank>" + (mail.html() or f"<pre>{html.escape(mail.text())}</pre>")
-        if mail
-        else ""
-    )
-    return {
-        "people": _people(world),
-        "user": user,
-        "user_team": world.slack.teams[_team_of_user(world, user)].name,
-        "conversations": _conversations(world),
-        "conversation": conversation,
-        "messages": world.slack.messages.get(conversation, []),
-        "ephemeral": [e for e in world.slack.ephemeral if e["user"] == user][-5:],
-        "modals": [v for v in world.slack.views if _opened_for(v) == user and not v.get("_closed")],
-        "home": world.slack.home.get(user),
-        "mails": list(enumerate(mails)),
-        "mail": mail,
-        "mail_index": chosen,
-        "mail_doc": mail_doc,
-        "callbacks": list(reversed(world.platform.received))[:30],
-        "workspaces": [(ws, None) for ws in world.workspaces],
-        "query": dict(request.query),
-    }
-
-
-async def _connections(request: web.Request) -> list[tuple[str, dict[str, Any] | None]]:
-    """Each workspace the console knows, with what the API says of it (as the platform
-    would read it); None where the API answered otherwise."""
-    shown = []
-    for workspace in request.app[WORLD].workspaces:
-        status, view = await _api(request, "GET", f"/workspaces/{quote(workspace, safe='')}")
-        shown.append((workspace, view if status == 200 else None))
-    return shown
-
-
-def _render(request: web.Request, name: str, **values: Any) -> web.Response:
-    text = request.app[_PAGES].get_template(name).render(**values)
-    return web.Response(
-        text=text,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
-
-
-async def console(request: web.Request) -> web.Response:
-    state = _state(request) | {"workspaces": await _connections(request)}
-    return _render(request, "dev/console.html.j2", **state)
-
-
-async def panel(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if name not in ("slack", "mail", "platform"):
-        raise web.HTTPNotFound()
-    state = _state(request)
-    if name == "platform":
-        state["workspaces"] = await _connections(request)
-    return _render(request, f"dev/{name}.html.j2", **state)
-
-
-async def platform_app(request: web.Request) -> web.Response:
-    """Where the TaskJuice app's links (inbox, billing, reconnect) lead in dev mode."""
-    return web.Response(
-        text=f"The TaskJuice app would open /{request.match_info['path']} here.",
-        content_type="text/plain",
-    )
 
 
 def _back(request: web.Request, **query: str) -> web.HTTPSeeOther:
@@ -258,14 +98,14 @@ async def slack_click(request: web.Request) -> web.StreamResponse:
         element = button({"blocks": blocks}, action_id, None if wanted is None else str(wanted))
     except StopIteration:
         return _back(request)
-    own = _team_of_user(world, user)
-    where = own if home else _team_of_channel(world, str(form["channel"]), user)
+    own = team_of_user(world, user)
+    where = own if home else team_of_channel(world, str(form["channel"]), user)
     slack = _slack(world, where)
     trigger = f"{user}.{next(_triggers)}"
     world.triggers[trigger] = where
     payload = slack.block_actions_payload(
         user=user,
-        username=_user_name(world)(user),
+        username=user_name(world)(user),
         action_id=action_id,
         value=element.get("value", ""),
         message=None if home else message,
@@ -287,11 +127,11 @@ async def slack_submit(request: web.Request) -> web.StreamResponse:
         view["_closed"] = True
         return _back(request)
     clean = {k: v for k, v in view.items() if not k.startswith("_")}
-    own = _team_of_user(world, user)
+    own = team_of_user(world, user)
     slack = _slack(world, world.triggers.get(str(view.get("trigger_id")), own))
     payload = slack.view_submission_payload(
         user=user,
-        username=_user_name(world)(user),
+        username=user_name(world)(user),
         view=clean,
         reason=str(form.get("reason", "")) or None,
         trigger_id=f"{user}.{next(_triggers)}",
@@ -311,7 +151,7 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
     user, channel = str(form["user"]), str(form.get("channel", "C0APPROV1"))
     _, answer = await _to_bot(
         request,
-        _slack(world, _team_of_user(world, user)).slash_command(
+        _slack(world, team_of_user(world, user)).slash_command(
             user=user,
             channel=channel,
             text=str(form.get("text", "")),
@@ -333,7 +173,7 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
 async def slack_home(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     user = str((await request.post())["user"])
-    slack = _slack(world, _team_of_user(world, user))
+    slack = _slack(world, team_of_user(world, user))
     await _to_bot(request, slack.app_home_opened(user, event_id=f"Ev{next(_triggers)}"))
     return _back(request, home="1")
 
@@ -368,27 +208,6 @@ async def mail_reply(request: web.Request) -> web.StreamResponse:
     return _back(request)
 
 
-async def _api(
-    request: web.Request, method: str, path: str, body: dict[str, Any] | None = None
-) -> tuple[int, Any]:
-    """Call the bot's platform API as the platform does."""
-    settings = request.app[SETTINGS]
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(
-            method,
-            f"http://127.0.0.1:{settings.port}/api/v1{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
-        ) as response,
-    ):
-        text = await response.text()
-        try:
-            return response.status, json.loads(text)
-        except ValueError:
-            return response.status, text
-
-
 def _dev_team(world: DevWorld, view: Any) -> DevTeam | None:
     """The dev team a workspace is connected to (by what the API shows of it)."""
     team_id = ((view or {}).get("slack") or {}).get("team_id")
@@ -399,7 +218,7 @@ async def platform_approval(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     form = await request.post()
     workspace = str(form.get("workspace") or "acme")
-    _, view = await _api(request, "GET", f"/workspaces/{quote(workspace, safe='')}")
+    _, view = await api(request, "GET", f"/workspaces/{quote(workspace, safe='')}")
     team = _dev_team(world, view)
     if team is None:
         world.platform.received.append(_note(f"{workspace} is not connected to Slack"))
@@ -420,7 +239,7 @@ async def platform_approval(request: web.Request) -> web.StreamResponse:
     }
     if body["timeout_policy"] == "escalate":
         body["escalation"] = [{"approvers": [{"email": team.escalation}], "expires_in": 600}]
-    status, answer = await _api(request, "POST", "/approvals", body)
+    status, answer = await api(request, "POST", "/approvals", body)
     if status >= 400:
         world.platform.received.append(_note(f"API said {status}: {answer}"))
     return _back(request)
@@ -435,7 +254,7 @@ async def platform_connect(request: web.Request) -> web.StreamResponse:
         world.platform.received.append(_note("Connect Slack: name the workspace first"))
         return _back(request)
     path = f"/workspaces/{quote(workspace, safe='')}/slack/install-link"
-    status, answer = await _api(request, "POST", path)
+    status, answer = await api(request, "POST", path)
     if status != 201:
         world.platform.received.append(_note(f"install link: API said {status}: {answer}"))
         return _back(request)
@@ -447,7 +266,7 @@ async def platform_connect(request: web.Request) -> web.StreamResponse:
 async def platform_disconnect(request: web.Request) -> web.StreamResponse:
     world = request.app[WORLD]
     workspace = str((await request.post()).get("workspace", ""))
-    status, answer = await _api(request, "DELETE", f"/workspaces/{quote(workspace, safe='')}/slack")
+    status, answer = await api(request, "DELETE", f"/workspaces/{quote(workspace, safe='')}/slack")
     if status != 200:
         world.platform.received.append(_note(f"disconnect: API said {status}: {answer}"))
     return _back(request)
@@ -522,5 +341,5 @@ async def platform_event(request: web.Request) -> web.StreamResponse:
     if kind in _EVENTS:
         path, body = _EVENTS[kind]
         workspace = str(form.get("workspace") or "acme")
-        await _api(request, "POST", path, {"workspace": workspace} | body)
+        await api(request, "POST", path, {"workspace": workspace} | body)
     return _back(request)
