@@ -477,7 +477,11 @@ class SlackSender:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
             channel = await self._recipient_channel(speaker, delivery)
-            found = await self._find_lost(speaker, channel, delivery.id)
+            # Only a retry can follow a lost post (an item that merely waited its turn is not
+            # counted as attempted), so a first attempt asks nothing more of the database.
+            found = (
+                await self._find_lost(speaker, channel, delivery.id) if item.attempts > 1 else None
+            )
             if found is not None:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_posted(
