@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -16,8 +17,13 @@ __all__ = [
     "home_seen",
     "home_viewers",
     "links_among",
+    "lost_post",
+    "lost_post_settled",
+    "message_updated",
     "pending_for",
     "pending_tiers",
+    "post_lost",
+    "queue_updates",
     "team_of_user",
     "unserved_tasks",
     "user_of_email",
@@ -246,3 +252,108 @@ async def pending_tiers(
         workspace,
     )
     return [(r["id"], r["tier"]) for r in rows]
+
+
+# --- coalesced message updates (contract §7) ----------------------------------------------
+
+_LOCK_UPDATES = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended('slack-update/' || s.key, 0)))"
+    " FROM (SELECT DISTINCT key FROM unnest($1::text[]) AS key ORDER BY 1) AS s"
+)
+
+_QUEUE_UPDATES = """
+INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id, next_attempt_at)
+SELECT $1, jsonb_build_object('delivery_id', u.delivery_id), u.task_id, u.key, u.message_id,
+       CASE
+           -- one of this message's updates is in flight: the next carries what follows it
+           WHEN EXISTS (SELECT FROM outbox o WHERE o.ordering_key = u.key AND o.kind = $1
+                        AND o.status = 'pending' AND o.claimed_by IS NOT NULL)
+           THEN now() + make_interval(secs => $6)
+           ELSE greatest(now(), d.slack_updated_at + make_interval(secs => $6))
+       END
+FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY
+    AS u(delivery_id, task_id, key, message_id, n)
+JOIN deliveries d ON d.id = u.delivery_id
+WHERE NOT EXISTS (SELECT FROM outbox o WHERE o.ordering_key = u.key AND o.kind = $1
+                  AND o.status = 'pending' AND o.claimed_by IS NULL)
+ORDER BY u.n
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+
+async def queue_updates(
+    conn: asyncpg.Connection,
+    kind: str,
+    shown: Sequence[tuple[int, UUID]],
+    *,
+    change_id: str,
+    settle: float,
+) -> None:
+    """Queue an update of each message in `shown` (delivery id, task id) unless one is already
+    waiting, unclaimed: that one renders the task when it is sent, after this transaction
+    commits, so it carries this change too. An update queued while another of the same message
+    is in flight, or within `settle` seconds of the last one sent, waits until `settle` seconds
+    have passed, gathering the rest of a burst. Items share the message's ordering key with its
+    post (`slack:<delivery id>`), so they leave after it and one at a time.
+
+    Transactions queueing updates of the same messages take turns (an advisory lock per
+    message, in key order), so two changes committed together still leave one waiting."""
+    if not shown:
+        return
+    keys = [f"slack:{delivery_id}" for delivery_id, _ in shown]
+    await conn.execute(_LOCK_UPDATES, keys)
+    await conn.execute(
+        _QUEUE_UPDATES,
+        kind,
+        [delivery_id for delivery_id, _ in shown],
+        [task_id for _, task_id in shown],
+        keys,
+        [f"{change_id}:{kind}:{delivery_id}" for delivery_id, _ in shown],
+        settle,
+    )
+
+
+async def message_updated(conn: asyncpg.Connection, delivery_id: int) -> None:
+    """Record that the message's chat.update just left (see `queue_updates`)."""
+    await conn.execute("UPDATE deliveries SET slack_updated_at = now() WHERE id = $1", delivery_id)
+
+
+# --- posts whose answer was lost ------------------------------------------------------------
+
+
+async def post_lost(
+    conn: asyncpg.Connection, delivery_id: int, started: datetime, ended: datetime
+) -> None:
+    """A post of this delivery ran from `started` to `ended` and its answer was lost: Slack may
+    have it. Spans of several such attempts are joined."""
+    await conn.execute(
+        "UPDATE deliveries SET slack_lost_from = least(slack_lost_from, $2),"
+        " slack_lost_to = greatest(slack_lost_to, $3) WHERE id = $1",
+        delivery_id,
+        started,
+        ended,
+    )
+
+
+async def lost_post_settled(conn: asyncpg.Connection, delivery_id: int) -> None:
+    """The lost posts were looked for and are not in Slack: a later retry reads nothing."""
+    await conn.execute(
+        "UPDATE deliveries SET slack_lost_from = NULL, slack_lost_to = NULL WHERE id = $1",
+        delivery_id,
+    )
+
+
+async def lost_post(
+    conn: asyncpg.Connection, delivery_id: int
+) -> tuple[datetime, datetime, float] | None:
+    """When this delivery's lost posts ran (from, to), and seconds since the last ended;
+    None when no post of it was lost."""
+    row = await conn.fetchrow(
+        "SELECT slack_lost_from, slack_lost_to,"
+        " extract(epoch FROM now() - slack_lost_to)::float8 AS age"
+        " FROM deliveries WHERE id = $1 AND slack_lost_from IS NOT NULL",
+        delivery_id,
+    )
+    if row is None:
+        return None
+    return row["slack_lost_from"], row["slack_lost_to"], float(row["age"])

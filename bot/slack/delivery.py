@@ -3,6 +3,9 @@
 A change queues one outbox item per Slack message to post or update. Items about one message
 share an ordering key, so a post always completes before its updates; every post and update
 renders the task as it stands when it is sent, so a late update can never show stale state.
+At most one update of a message waits at a time, so a burst of votes becomes one `chat.update`
+carrying the latest state (`store.slack.queue_updates`). A post whose answer was lost is looked
+for in one narrow `conversations.history` read before it is posted again (`_find_lost`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -70,6 +74,26 @@ _PERMANENT = {
     "cant_update_message",
 }
 _ENDED = ("approved", "denied", "expired", "cancelled")
+
+# A lost post (contract §7): conversations.history is read at most once a minute per team and
+# shows at most 15 messages (Slack's 2025 limits for apps outside the Marketplace), so the
+# read asks for a narrow window around the lost attempt, widened by this margin for the
+# difference between our clock and Slack's.
+HISTORY_LIMIT = 15
+LOST_POST_MARGIN = 10.0
+# How long after a lost attempt the bot keeps waiting for its history read (the budget allows
+# one a minute per team); after that it posts again and accepts a rare duplicate.
+LOST_POST_PATIENCE = 150.0
+
+
+def _answer_lost(exc: BaseException | None) -> bool:
+    """Did the request reach Slack with its answer lost (the post may have taken effect)?
+    A connection that never opened sent nothing; any answer from Slack is a clear one."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(
+        exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+    )
 
 
 def _failure(exc: Exception) -> Exception:
@@ -130,6 +154,9 @@ class SlackChannel:
     pool: Connections
     # Distributed mode: a workspace without an active Slack installation gets no Slack work.
     distributed: bool = False
+    # An update queued while another of the same message is in flight, or within this many
+    # seconds of the last one sent, waits until then: a burst of votes becomes one update.
+    update_settle: float = 1.0
 
     async def tasks_changed(
         self, conn: asyncpg.Connection, item: OutboxItem, changes: Sequence[TaskChange]
@@ -165,16 +192,16 @@ class SlackChannel:
         await queue(conn, item, POST, posts, channel="slack")
         if updated:
             shown = await deliveries.deliveries_of(conn, list(updated), "slack")
-            await queue(
+            await store.queue_updates(
                 conn,
-                item,
                 UPDATE,
                 [
                     (d.id, d.task_id)
                     for d in shown
                     if (below := updated[d.task_id]) is None or d.tier < below
                 ],
-                channel="slack",
+                change_id=item.message_id,
+                settle=self.update_settle,
             )
 
     async def alert_changed(
@@ -388,13 +415,33 @@ class SlackSender:
             shown.append(who)
         return shown
 
-    async def _find_posted(self, speaker: Speaker, channel: str, delivery_id: int) -> str | None:
-        """After an ambiguous failure: the ts of our earlier post, if Slack has it."""
+    async def _find_lost(self, speaker: Speaker, channel: str, delivery_id: int) -> str | None:
+        """After a post whose answer was lost: the ts of that post, if Slack has it.
+
+        Only on that path (a plain retry of a clear failure reads nothing): one
+        `conversations.history` read of at most 15 messages in a narrow window around the lost
+        attempts, paced by the team's budget (1 a minute by default); the post is known by its
+        metadata. When the window holds more than 15 messages, or the read cannot be made
+        within `LOST_POST_PATIENCE`, the bot posts again and accepts a rare duplicate."""
+        async with self.pool.acquire() as conn:
+            lost = await store.lost_post(conn, delivery_id)
+        if lost is None:
+            return None
+        first, last, age = lost
+        if age > LOST_POST_PATIENCE:
+            log.warning(
+                "slack post reposted without looking for the lost one",
+                extra={"event": "slack.lost_post_reposted", "delivery": delivery_id},
+            )
+            return None
         history = await self._get(
             speaker,
             "conversations.history",
             channel=channel,
-            limit=50,
+            limit=HISTORY_LIMIT,
+            oldest=f"{first.timestamp() - LOST_POST_MARGIN:.6f}",
+            latest=f"{last.timestamp() + LOST_POST_MARGIN:.6f}",
+            inclusive="true",
             include_all_metadata="true",
         )
         for message in history.get("messages", []):
@@ -405,6 +452,13 @@ class SlackSender:
                 and payload.get("delivery_id") == delivery_id
             ):
                 return str(message["ts"])
+        if history.get("has_more"):
+            log.warning(
+                "slack lost post not found among the window's first messages; posting again",
+                extra={"event": "slack.lost_post_reposted", "delivery": delivery_id},
+            )
+        async with self.pool.acquire() as conn:
+            await store.lost_post_settled(conn, delivery_id)
         return None
 
     # --- the outbox kinds ------------------------------------------------------------------
@@ -425,28 +479,41 @@ class SlackSender:
                     await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")
                 return
             channel = await self._recipient_channel(speaker, delivery)
-            if item.attempts > 1:
-                found = await self._find_posted(speaker, channel, delivery.id)
-                if found is not None:
-                    async with self.pool.acquire() as conn:
-                        await deliveries.mark_posted(
-                            conn, delivery.id, team_id=speaker.team_id, channel=channel, ts=found
-                        )
-                    return
-            self._pace(channel)
-            answer = await self._call(
-                speaker,
-                "chat.postMessage",
-                channel=channel,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-                metadata={
-                    "event_type": METADATA_EVENT,
-                    "event_payload": {"task_id": str(delivery.task_id), "delivery_id": delivery.id},
-                },
+            # Only a retry can follow a lost post (an item that merely waited its turn is not
+            # counted as attempted), so a first attempt asks nothing more of the database.
+            found = (
+                await self._find_lost(speaker, channel, delivery.id) if item.attempts > 1 else None
             )
+            if found is not None:
+                async with self.pool.acquire() as conn:
+                    await deliveries.mark_posted(
+                        conn, delivery.id, team_id=speaker.team_id, channel=channel, ts=found
+                    )
+                return
+            self._pace(channel)
+            started = datetime.now(UTC)
+            try:
+                answer = await self._call(
+                    speaker,
+                    "chat.postMessage",
+                    channel=channel,
+                    text=text,
+                    blocks=blocks,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    metadata={
+                        "event_type": METADATA_EVENT,
+                        "event_payload": {
+                            "task_id": str(delivery.task_id),
+                            "delivery_id": delivery.id,
+                        },
+                    },
+                )
+            except RetryLater as exc:
+                if _answer_lost(exc.__cause__):
+                    async with self.pool.acquire() as conn:
+                        await store.post_lost(conn, delivery.id, started, datetime.now(UTC))
+                raise
         except GiveUp as exc:
             await give_up(self.pool, delivery.id, exc.message, channel="slack")
             return
@@ -486,6 +553,8 @@ class SlackSender:
             )
         except GiveUp:
             return  # the message was deleted in Slack, or its team is gone: nothing to update
+        async with self.pool.acquire() as conn:
+            await store.message_updated(conn, delivery.id)
 
     async def ephemeral(self, item: OutboxItem) -> None:
         payload = item.payload

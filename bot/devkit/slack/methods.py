@@ -123,6 +123,18 @@ class WebMethods(Workspaces):
         if self._foreign_channel(channel):
             return {"ok": False, "error": "channel_not_found"}
         found = list(reversed(self.messages.get(channel, [])))
+        # Slack's window: after `oldest`, before `latest` (both ends too with `inclusive`).
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        found = [
+            m
+            for m in found
+            if (
+                oldest <= float(m["ts"]) <= latest
+                if inclusive
+                else oldest < float(m["ts"]) < latest
+            )
+        ]
         limit = int(args.get("limit", 100))
         if self.history_limited:
             limit = min(limit, HISTORY_LIMITED_MESSAGES)
