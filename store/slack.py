@@ -46,6 +46,28 @@ async def cache_user(
     )
 
 
+async def dm_channel_of(conn: asyncpg.Connection, team_id: str, user_id: str) -> str | None:
+    """The DM channel the bot opened with this user before, if any."""
+    channel: str | None = await conn.fetchval(
+        "SELECT channel_id FROM slack_dm_channels WHERE team_id = $1 AND user_id = $2",
+        team_id,
+        user_id,
+    )
+    return channel
+
+
+async def remember_dm_channel(
+    conn: asyncpg.Connection, team_id: str, user_id: str, channel_id: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO slack_dm_channels (team_id, user_id, channel_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (team_id, user_id) DO UPDATE SET channel_id = EXCLUDED.channel_id",
+        team_id,
+        user_id,
+        channel_id,
+    )
+
+
 async def email_of(conn: asyncpg.Connection, team_id: str, user_id: str) -> str | None:
     email: str | None = await conn.fetchval(
         "SELECT email FROM slack_users WHERE team_id = $1 AND user_id = $2", team_id, user_id

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -118,6 +118,10 @@ async def queue_home(conn: asyncpg.Connection, user: str, team_id: str | None = 
     payload = {"user": user} | ({"team_id": team_id} if team_id else {})
     await outbox.enqueue_unless_waiting(conn, HOME, payload, ordering_key=f"{HOME}:{user}")
 
+
+# How long one chat.postMessage can run at most (the client's timeout, with room): the span a
+# lost post is looked for in.
+_POST_AT_MOST = timedelta(seconds=15)
 
 # Errors that say the team's installation is gone: it is revoked (distributed mode).
 _REVOKED = {"invalid_auth", "account_inactive", "token_revoked"}
@@ -288,7 +292,10 @@ class SlackSender:
     # --- calls -----------------------------------------------------------------------------
 
     def _pace(self, channel: str) -> None:
-        """About one message per second per channel; a faster post waits its turn."""
+        """About one message per second per channel; a faster post waits its turn. Only
+        without the shared budget, which paces every channel for all replicas together."""
+        if self.budget is not None:
+            return
         now = time.monotonic()
         due = self._next_post.get(channel, 0.0)
         if due > now:
@@ -365,8 +372,15 @@ class SlackSender:
         if user is None:
             assert delivery.approver_email is not None
             user = await self.user_for(speaker, delivery.approver_email)
+        async with self.pool.acquire() as conn:
+            known = await store.dm_channel_of(conn, speaker.team_id, user)
+        if known:
+            return known
         opened = await self._call(speaker, "conversations.open", users=user)
-        return str(opened["channel"]["id"])
+        channel = str(opened["channel"]["id"])
+        async with self.pool.acquire() as conn:
+            await store.remember_dm_channel(conn, speaker.team_id, user, channel)
+        return channel
 
     async def _render(
         self, speaker: Speaker, delivery: Delivery
@@ -492,6 +506,10 @@ class SlackSender:
                 return
             self._pace(channel)
             started = datetime.now(UTC)
+            # Marked before the call: should this process die while Slack has the post, the
+            # retry knows where to look for it (a clear failure below unmarks it).
+            async with self.pool.acquire() as conn:
+                await store.post_lost(conn, delivery.id, started, started + _POST_AT_MOST)
             try:
                 answer = await self._call(
                     speaker,
@@ -510,9 +528,9 @@ class SlackSender:
                     },
                 )
             except RetryLater as exc:
-                if _answer_lost(exc.__cause__):
+                if not _answer_lost(exc.__cause__):  # Slack answered: nothing to look for
                     async with self.pool.acquire() as conn:
-                        await store.post_lost(conn, delivery.id, started, datetime.now(UTC))
+                        await store.lost_post_settled(conn, delivery.id)
                 raise
         except GiveUp as exc:
             await give_up(self.pool, delivery.id, exc.message, channel="slack")

@@ -196,7 +196,9 @@ async def test_sigkill_with_a_thousand_requests_and_decisions_in_flight(
         SLACK_API_URL=slack.url,
         SLACK_POST_INTERVAL="0.01",
         # The double does not limit this team; nor does the bot here (the test is about kills).
-        SLACK_RATE_LIMITS="conversations.open=100000/60,chat.update=100000/60",
+        SLACK_RATE_LIMITS=(
+            "conversations.open=100000/60,chat.update=100000/60,conversations.history=100000/60"
+        ),
         OUTBOX_LEASE="2",
         CALLBACK_TIMEOUT="1",
         OUTBOX_RETRY_BASE="0.1",
