@@ -147,10 +147,8 @@ class DeliveryWatch:
         mail: list[int] = []
         dm: list[int] = []
         reached = open_ = 0
-        erred = False  # some channel failed or erred (a message waiting its turn has not)
         for approver_id, (email, _, cached) in w.approvers.items():
             states = approver_channels(w, approver_id)
-            erred = erred or any(s.status == "failed" or s.error for s in states.values())
             if any(s.status == "delivered" for s in states.values()):
                 reached += 1
                 continue
@@ -172,7 +170,7 @@ class DeliveryWatch:
         announce = (
             nobody
             and w.undeliverable_at is None
-            and ((w.now >= w.grace_at and erred) or (open_ == 0 and not mail and not dm))
+            and (w.now >= w.grace_at or (open_ == 0 and not mail and not dm))
         )
         if open_ == 0:
             return mail, dm, None, announce

@@ -34,7 +34,7 @@ from tests.slack_support import (
     text_of,
     view_submission,
 )
-from tests.support import CallbackReceiver, eventually, quiet
+from tests.support import CallbackReceiver, Received, eventually, quiet
 
 
 def dm(slack: SlackApiDouble, user: str) -> list[dict[str, Any]]:
@@ -357,7 +357,7 @@ async def test_requests_ended_together_update_each_message_once(
     if ending == "clicks":
         clicks = [slack_user.click(m, "taskjuice_approve", DANA) for m in dm(slack, DANA)]
         assert {status for status, _ in await asyncio.gather(*clicks)} == {200}
-    await eventually(lambda: len(receiver.delivered) == 6, what="six callbacks")
+    await eventually(lambda: len(outcomes(receiver)) == 6, what="six callbacks")
     label = f"Approved* by <@{DANA}>" if ending == "clicks" else "denied by the timeout policy"
     every = [(user, n) for user in (DANA, LEE) for n in range(6)]
     await eventually(
@@ -387,7 +387,7 @@ async def test_requests_escalated_together_reach_the_next_tier_once_each(
             escalation=[{"approvers": [{"email": "cfo@acme.test"}], "expires_in": 600}],
         )
     await eventually(lambda: len(dm(slack, CFO)) == 6, what="six DMs to the next tier")
-    await eventually(lambda: len(receiver.delivered) == 6, what="six escalation callbacks")
+    await eventually(lambda: len(outcomes(receiver)) == 6, what="six escalation callbacks")
     every = [(user, n) for user in (DANA, LEE) for n in range(6)]
     await eventually(
         lambda: all("Escalated* to" in text_of(dm(slack, u)[n]) for u, n in every),
@@ -399,6 +399,13 @@ async def test_requests_escalated_together_reach_the_next_tier_once_each(
     tasks_shown = {m["metadata"]["event_payload"]["task_id"] for m in dm(slack, CFO)}
     assert len(tasks_shown) == 6 and len(slack.calls_to("chat.postMessage")) == 18
     await handling_changes_again_adds_nothing(slack_service)
+
+
+def outcomes(receiver: CallbackReceiver) -> list[Received]:
+    """The callbacks that report what became of a request. A one-second tier has a quarter of
+    a second to reach somebody (DELIVERY_GRACE's cap), which paced posts may miss: its
+    `approval.undeliverable` is information beside them, not one of them."""
+    return [c for c in receiver.delivered if c.json["type"] != "approval.undeliverable"]
 
 
 async def handling_changes_again_adds_nothing(service: Service) -> None:
