@@ -348,7 +348,6 @@ def _sender(app: web.Application, background: Connections, teams: SlackTeams) ->
         pool=background,
         teams=teams,
         app_url=settings.taskjuice_app_url,
-        post_interval=settings.slack_post_interval,
         budget=SlackBudget(
             pool=background,
             metrics=app[METRICS],

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -232,9 +231,7 @@ class SlackSender:
     pool: Connections
     teams: SlackTeams
     app_url: str
-    post_interval: float = 1.0
-    budget: SlackBudget | None = None  # the shared egress budget (see the hook at _call)
-    _next_post: dict[str, float] = field(default_factory=dict)
+    budget: SlackBudget  # the shared egress budget: every call passes it (see `_call`)
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -291,18 +288,6 @@ class SlackSender:
 
     # --- calls -----------------------------------------------------------------------------
 
-    def _pace(self, channel: str) -> None:
-        """About one message per second per channel; a faster post waits its turn. Only
-        without the shared budget, which paces every channel for all replicas together."""
-        if self.budget is not None:
-            return
-        now = time.monotonic()
-        due = self._next_post.get(channel, 0.0)
-        if due > now:
-            raise RetryLater("pacing the channel", delay=due - now, quiet=True)
-
-        self._next_post[channel] = now + self.post_interval
-
     async def _call(self, speaker: Speaker, method: str, **kwargs: Any) -> Any:
         await self._egress_permit(speaker, method, kwargs)
         try:
@@ -340,14 +325,10 @@ class SlackSender:
     # team for every replica.
 
     async def _egress_permit(self, speaker: Speaker, method: str, args: dict[str, Any]) -> None:
-        if self.budget is None:
-            return
         channel = args.get("channel") if method == "chat.postMessage" else None
         await self.budget.permit(speaker.team_id, method, channel=channel)
 
     async def _egress_refused(self, speaker: Speaker, method: str, exc: Exception) -> None:
-        if self.budget is None:
-            return
         if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
             retry = str(exc.response.headers.get("Retry-After", "1"))
             delay = float(retry) if retry.isascii() and retry.isdigit() else 1.0
@@ -504,7 +485,6 @@ class SlackSender:
                         conn, delivery.id, team_id=speaker.team_id, channel=channel, ts=found
                     )
                 return
-            self._pace(channel)
             started = datetime.now(UTC)
             # Marked before the call: should this process die while Slack has the post, the
             # retry knows where to look for it (a clear failure below unmarks it).
@@ -622,7 +602,6 @@ class SlackSender:
         channel = routing.get("slack_channel")
         if not channel:
             return
-        self._pace(channel)
         try:
             answer = await self._call(
                 speaker,
