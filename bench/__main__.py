@@ -42,7 +42,9 @@ def _targets(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def main(quick: bool, only: str | None, tiny: bool = False) -> dict[str, Any]:
+async def main(
+    quick: bool, only: str | None, tiny: bool = False, scenarios: list[str] | None = None
+) -> dict[str, Any]:
     server = server_url()
     results: dict[str, Any] = {
         "machine": {
@@ -61,7 +63,9 @@ async def main(quick: bool, only: str | None, tiny: bool = False) -> dict[str, A
         url = await fresh_database(server)
         results |= await slack_load.run(url, quick=quick)
     if only in (None, "egress"):
-        results["egress"] = await egress.run(server, mode=results["mode"])
+        results["egress"] = await egress.run(
+            server, mode=results["mode"], scenarios=scenarios or egress.SCENARIOS
+        )
     return results
 
 
@@ -73,10 +77,16 @@ if __name__ == "__main__":
         "--tiny", action="store_true", help="with --only egress: the smallest pass (a check)"
     )
     parser.add_argument("--out", type=Path, help="where to write the results (bench/results.json)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=egress.SCENARIOS,
+        help="with --only egress: run this scenario (repeat for more; default all)",
+    )
     args = parser.parse_args()
-    if args.tiny and args.only != "egress":
-        parser.error("--tiny goes with --only egress")
-    results = asyncio.run(main(args.quick, args.only, args.tiny))
+    if (args.tiny or args.scenario) and args.only != "egress":
+        parser.error("--tiny and --scenario go with --only egress")
+    results = asyncio.run(main(args.quick, args.only, args.tiny, args.scenario))
     print(_table(results))
     print(_targets(results))
     out = args.out or Path(__file__).resolve().parent / "results.json"

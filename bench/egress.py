@@ -50,7 +50,7 @@ from bot.devkit.slack_api import SlackApiDouble
 from bot.devkit.slack_requests import SlackRequests, button, buttons
 from store.database import connect
 
-__all__ = ["SIZES", "fan_out_bound", "run"]
+__all__ = ["SCENARIOS", "SIZES", "fan_out_bound", "run"]
 
 TEAMS = tuple(f"T0EGRES{n}" for n in range(1, 6))
 API_TOKEN = "bench-token"
@@ -724,17 +724,24 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-async def run(server: str, *, mode: str) -> dict[str, Any]:
+SCENARIOS = ("fan_out", "noisy_neighbour", "vote_burst", "urgent_first")
+
+
+async def run(server: str, *, mode: str, scenarios: Sequence[str] = SCENARIOS) -> dict[str, Any]:
     sizes = SIZES[mode]
     results: dict[str, Any] = {}
     for processes in sizes["processes"]:
         key = f"{processes}_process" + ("es" if processes > 1 else "")
         figures: dict[str, Any] = {}
-        figures["fan_out"] = await _fan_out(server, processes, *sizes["fan_out"])
-        figures["noisy_neighbour"] = await _noisy(server, processes, *sizes["noisy"])
-        votes = await _vote_burst(server, processes, sizes["votes"])
-        votes["unfinished_messages"] = votes["messages"] - votes["final_state_messages"]
-        figures["vote_burst"] = votes
-        figures["urgent_first"] = await _urgent(server, processes, *sizes["urgent"])
+        if "fan_out" in scenarios:
+            figures["fan_out"] = await _fan_out(server, processes, *sizes["fan_out"])
+        if "noisy_neighbour" in scenarios:
+            figures["noisy_neighbour"] = await _noisy(server, processes, *sizes["noisy"])
+        if "vote_burst" in scenarios:
+            votes = await _vote_burst(server, processes, sizes["votes"])
+            votes["unfinished_messages"] = votes["messages"] - votes["final_state_messages"]
+            figures["vote_burst"] = votes
+        if "urgent_first" in scenarios:
+            figures["urgent_first"] = await _urgent(server, processes, *sizes["urgent"])
         results[key] = figures
     return results
