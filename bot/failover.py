@@ -4,9 +4,11 @@ Run by the sweeper, batch by batch, over the watched tiers whose time to look ha
 failed delivery makes its tier due at once; otherwise at half of DELIVERY_GRACE and at the
 grace's end). For each approver of the tier not yet reached:
 
-* Slack failed for good (not in the team, the team gone), or still failing at half the grace
-  → the request by email, when they have an address (given, or the Slack user cache's);
-* email failed for good (refused, bounced), or still failing at half the grace → a Slack DM.
+* Slack failed for good (not in the team, the team gone), or still not delivered at half the
+  grace (erring, answering 429, or held by the shared Slack budget) → the request by email,
+  when they have an address (given, or the Slack user cache's);
+* email failed for good (refused, bounced), or still not delivered at half the grace (SMTP
+  unreachable or answering 4xx) → a Slack DM.
 
 A channel the request turned off is used for this unless `deliver.fallback` is false. Each
 fallback is planned through the deliveries' once-per-approver-and-channel rule, so nobody gets
@@ -154,9 +156,9 @@ class DeliveryWatch:
                 continue
 
             def failing(state: ChannelState) -> bool:
-                return state.status == "failed" or (
-                    state.status == "pending" and state.error is not None and transient_over
-                )
+                # Still pending at half the grace counts as a transient failure, whatever
+                # held it: errors, 429s, or Slack's budget shared by every replica.
+                return state.status == "failed" or (state.status == "pending" and transient_over)
 
             slack, mailed = states["slack"], states["email"]
             if failing(slack) and mailed.status == "off" and may_mail and (email or cached):

@@ -60,9 +60,14 @@ class MailCatcher:
     implicit_tls: bool = False
     credentials: tuple[str, str] | None = None
     """With credentials: AUTH is required, and accepted only over TLS when TLS is on."""
+    refuse: str | None = None
+    """An SMTP answer (e.g. "451 4.3.0 Try again later") given to every message instead of
+    taking it; None takes every message."""
     _server: asyncio.Server | None = None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.refuse is not None:
+            return self.refuse
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode()
         auth: Any = session.auth_data

@@ -22,7 +22,7 @@ from tests.conftest import (
     mail_settings,
     start_on_free_ports,
 )
-from tests.slack_support import DANA, SIGNING_SECRET, workspace
+from tests.slack_support import DANA, LEE, SIGNING_SECRET, workspace
 from tests.support import CallbackReceiver, eventually
 
 GRACE = 2.0
@@ -112,6 +112,75 @@ async def test_slack_failing_the_whole_window_sends_each_approver_one_mail_after
     assert all(r["channels"]["slack"]["status"] == "pending" for r in shown["reach"])
     _, metrics = await both.request("GET", "/metrics", token=None)
     assert 'taskjuice_delivery_failovers_total{channel="email"} 2.0' in str(metrics)
+
+
+async def test_a_post_held_by_the_slack_budget_past_half_the_grace_fails_over_to_email(
+    database_url: str, receiver: CallbackReceiver, catcher: MailCatcher, double: SlackApiDouble
+) -> None:
+    # Slack never errs here: the shared budget (one post a minute for the team) holds the
+    # second approver's DM back, which is rate-limiting all the same.
+    service = await start_on_free_ports(
+        lambda port: mail_settings(
+            receiver,
+            catcher,
+            port,
+            slack_bot_token=double.token,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=double.url,
+            delivery_grace=GRACE,
+            slack_rate_limits=(("chat.postMessage", 1, 60.0),),
+        ),
+        database_url,
+    )
+    try:
+        started = time.monotonic()
+        task = await create(
+            service,
+            approvers=[{"email": "dana@acme.test"}, {"email": "lee@acme.test"}],
+            deliver={"slack": True, "email": False},
+        )
+        [post] = await eventually(lambda: double.calls_to("chat.postMessage"), what="one DM")
+        [mail] = await eventually(lambda: catcher.messages, timeout=15, what="the failover mail")
+        assert time.monotonic() - started >= GRACE / 2 - 0.2
+        posted_to = {DANA: "dana@acme.test", LEE: "lee@acme.test"}[
+            double.calls_to("conversations.open")[0].args["users"]
+        ]
+        assert mail.message["To"] != posted_to  # the one Slack did not reach
+        await stays(lambda: len(catcher.messages) == 1, seconds=GRACE)
+        assert all(c.answer == "ok" for c in double.calls_to("chat.postMessage"))
+        assert post.answer == "ok"
+        shown = await view(service, task["id"])
+        assert sorted((r["reached"], r["via"]) for r in shown["reach"]) == [
+            (True, "email"),
+            (True, "slack"),
+        ]
+        assert callbacks(receiver, "approval.undeliverable") == []
+    finally:
+        await service.close()
+
+
+async def test_smtp_refusing_for_now_the_whole_window_sends_the_approver_a_slack_dm(
+    both: Service, catcher: MailCatcher, double: SlackApiDouble, receiver: CallbackReceiver
+) -> None:
+    catcher.refuse = "451 4.3.0 Try again later"
+    started = time.monotonic()
+    task = await create(
+        both,
+        approvers=[{"email": "dana@acme.test", "slack_user_id": DANA}],
+        deliver={"slack": False, "email": True},
+    )
+    [post] = await eventually(
+        lambda: double.calls_to("chat.postMessage"), timeout=15, what="the failover DM"
+    )
+    assert time.monotonic() - started >= GRACE / 2 - 0.2  # transient: not before half the grace
+    assert post.args["channel"].startswith("D")
+    await stays(lambda: len(double.calls_to("chat.postMessage")) == 1, seconds=GRACE)
+    assert catcher.messages == []
+    shown = await view(both, task["id"])
+    [mail] = [d for d in shown["deliveries"] if d["channel"] == "email"]
+    assert mail["status"] == "queued" and "451" in mail["last_error"]
+    assert [(r["reached"], r["via"]) for r in shown["reach"]] == [(True, "slack")]
+    assert callbacks(receiver, "approval.undeliverable") == []
 
 
 async def test_an_approver_no_channel_reaches_is_announced_once_and_proceed_is_denied(
