@@ -11,8 +11,10 @@ import asyncpg
 __all__ = [
     "alert_posted",
     "cache_user",
+    "claim_lookup",
     "email_of",
     "enterprise_of_team",
+    "extend_lookup",
     "give_up_team_work",
     "home_seen",
     "home_viewers",
@@ -24,6 +26,7 @@ __all__ = [
     "pending_tiers",
     "post_lost",
     "queue_updates",
+    "release_lookup",
     "team_of_user",
     "unserved_tasks",
     "user_of_email",
@@ -65,6 +68,58 @@ async def remember_dm_channel(
         team_id,
         user_id,
         channel_id,
+    )
+
+
+async def claim_lookup(
+    conn: asyncpg.Connection, team_id: str, key: str, token: str, seconds: float
+) -> float:
+    """Claim the lookup of `key` in `team_id` for `seconds` under `token`: 0 when the caller
+    now holds it, otherwise the seconds left on another caller's claim."""
+    left: float = await conn.fetchval(
+        """
+        WITH mine AS (
+            INSERT INTO slack_lookups (team_id, key, token, until)
+            VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+            ON CONFLICT (team_id, key) DO UPDATE
+                SET token = EXCLUDED.token, until = EXCLUDED.until
+                WHERE slack_lookups.until <= now()
+            RETURNING 0::float8 AS seconds_left
+        )
+        SELECT seconds_left FROM mine
+        UNION ALL
+        SELECT greatest(0.05, extract(epoch FROM until - now()))::float8
+        FROM slack_lookups WHERE team_id = $1 AND key = $2 AND NOT EXISTS (SELECT FROM mine)
+        LIMIT 1
+        """,
+        team_id,
+        key,
+        token,
+        float(seconds),
+    )
+    return left if left is not None else 0.0
+
+
+async def extend_lookup(
+    conn: asyncpg.Connection, team_id: str, key: str, token: str, seconds: float
+) -> None:
+    """Keep a claim `seconds` from now (its holder waits for the budget that long)."""
+    await conn.execute(
+        "UPDATE slack_lookups SET until = now() + make_interval(secs => $4)"
+        " WHERE team_id = $1 AND key = $2 AND token = $3",
+        team_id,
+        key,
+        token,
+        float(seconds),
+    )
+
+
+async def release_lookup(conn: asyncpg.Connection, team_id: str, key: str, token: str) -> None:
+    await conn.execute(
+        "DELETE FROM slack_lookups WHERE team_id = $1 AND key = $2 AND token = $3",
+        team_id,
+        key,
+        token,
     )
 
 

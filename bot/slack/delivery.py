@@ -31,6 +31,7 @@ from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
 from bot.slack.egress import SlackBudget
 from bot.slack.home import home_view, pending_approvals
+from bot.slack.lookups import one_lookup
 from bot.slack.teams import SlackTeams, TeamNotInstalled
 from bot.slack.tenancy import Member, viewer_workspaces
 from bot.task_view import TaskView
@@ -340,10 +341,15 @@ class SlackSender:
             cached = await store.user_of_email(conn, speaker.team_id, email)
         if cached:
             return cached
-        answer = await self._get(speaker, "users.lookupByEmail", email=email)
-        user = answer["user"]
-        async with self.pool.acquire() as conn:
-            await store.cache_user(conn, speaker.team_id, user["id"], email, user.get("tz"))
+        async with one_lookup(self.pool, speaker.team_id, f"email:{email.lower()}"):
+            async with self.pool.acquire() as conn:  # the claim's last holder may have cached it
+                cached = await store.user_of_email(conn, speaker.team_id, email)
+            if cached:
+                return cached
+            answer = await self._get(speaker, "users.lookupByEmail", email=email)
+            user = answer["user"]
+            async with self.pool.acquire() as conn:
+                await store.cache_user(conn, speaker.team_id, user["id"], email, user.get("tz"))
         return str(user["id"])
 
     async def _recipient_channel(self, speaker: Speaker, delivery: Delivery) -> str:
@@ -357,10 +363,15 @@ class SlackSender:
             known = await store.dm_channel_of(conn, speaker.team_id, user)
         if known:
             return known
-        opened = await self._call(speaker, "conversations.open", users=user)
-        channel = str(opened["channel"]["id"])
-        async with self.pool.acquire() as conn:
-            await store.remember_dm_channel(conn, speaker.team_id, user, channel)
+        async with one_lookup(self.pool, speaker.team_id, f"dm:{user}"):
+            async with self.pool.acquire() as conn:
+                known = await store.dm_channel_of(conn, speaker.team_id, user)
+            if known:
+                return known
+            opened = await self._call(speaker, "conversations.open", users=user)
+            channel = str(opened["channel"]["id"])
+            async with self.pool.acquire() as conn:
+                await store.remember_dm_channel(conn, speaker.team_id, user, channel)
         return channel
 
     async def _render(

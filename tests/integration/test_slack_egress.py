@@ -7,6 +7,7 @@ tests stay fast; two app instances on one database stand for two replicas.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -161,6 +162,42 @@ async def test_two_replicas_keep_together_to_one_teams_chat_update_limit(
         assert waits > 0
         ok = sorted(c.at for c in updates if c.answer == "ok")
         assert all(later - earlier >= 2.0 for earlier, later in zip(ok, ok[3:], strict=False))
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_several_requests_to_one_person_spend_one_lookup_and_one_open_across_replicas(
+    database_url: str, receiver: CallbackReceiver, limited_slack: SlackApiDouble
+) -> None:
+    # One lookup and one open a minute: a second of either would hold a DM back a minute.
+    slack = limited_slack
+    replicas = await _replicas(
+        database_url, receiver, slack, "users.lookupByEmail=1/60,conversations.open=1/60"
+    )
+    try:
+
+        async def create(n: int) -> None:
+            status, task = await replicas[n % 2].request(
+                "POST",
+                "/api/v1/approvals",
+                json=approval_body(
+                    run_id=f"run_{n}",
+                    approvers=[{"email": "dana@acme.test"}],
+                    deliver={"slack": True, "email": False, "slack_channel": None},
+                ),
+            )
+            assert status == 201, task
+
+        await asyncio.gather(*(create(n) for n in range(6)))
+        await eventually(
+            lambda: len(slack.messages.get(slack.dm_channel(DANA), [])) == 6,
+            timeout=20,
+            what="six DMs",
+        )
+        assert len(slack.calls_to("users.lookupByEmail", TEAM)) == 1
+        assert len(slack.calls_to("conversations.open", TEAM)) == 1
+        assert slack.rate_limited() == 0
     finally:
         for replica in replicas:
             await replica.close()
