@@ -15,10 +15,12 @@ hold: calls that can fall into one window of `seconds` were all granted within a
 `seconds + hold`. The price is a rate `seconds / (seconds + hold)` of the published one (hold
 is 2% of the window, at least 0.25 s and at most 2 s: 98% of a Tier 3 minute) and permits a
 process leased but did not use in time (they lapse; the ledger still counts them). The
-per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time with
-a hold of a tenth of the interval. A 429 reaches the other replicas through the database: a
-permit another process leased just before may still be used within its hold — at most a
-tenth of the limit, for at most 2 s.
+per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time, after
+the team's permit so that only the call itself follows it, with a hold of a quarter of the
+interval (one post per 1.25 s at the default pace): what a busy replica's call may lose on its
+way to Slack must stay within the hold, or two replicas' posts land in one interval. A 429
+reaches the other replicas through the database: a permit another process leased just before
+may still be used within its hold — at most a tenth of the limit, for at most 2 s.
 
 A call that finds no permit waits for it when it frees within `max_wait`; otherwise the item
 goes back to the outbox, due when the budget frees (`RetryLater`, not counted as an attempt),
@@ -91,6 +93,12 @@ def hold_for(limit: Limit) -> float:
     return min(2.0, max(0.25, limit.seconds * 0.02))
 
 
+def pace_hold(interval: float) -> float:
+    """How long a channel's one permit stays usable: a quarter of the pace interval, so that a
+    call delayed on its way by a busy process still lands a whole interval after the last."""
+    return interval * 0.25
+
+
 @dataclass(slots=True)
 class _Held:
     """Permits of one (team, scope) this process leased and has not used yet."""
@@ -114,13 +122,15 @@ class SlackBudget:
     async def permit(self, team: str, method: str, *, channel: str | None = None) -> None:
         """Return when a call of `method` for `team` (posting to `channel`) is within every
         budget; raises RetryLater (quiet) when the wait would be longer than `max_wait`."""
-        if method == POST_MESSAGE and channel:
-            pace = Limit(1, self.post_interval)
-            hold = self.post_interval * 0.1
-            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
         limit = self.limits.get(method)
         if limit is not None:
             await self._take(team, method, limit, label=method, hold=hold_for(limit))
+        if method == POST_MESSAGE and channel:
+            # Last, so that nothing but the call itself stands between this permit, with its
+            # short hold, and Slack's clock.
+            pace = Limit(1, self.post_interval)
+            hold = pace_hold(self.post_interval)
+            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
 
     async def ratelimited(self, team: str, method: str, retry_after: float) -> None:
         """Slack answered 429: block (team, method) for every replica for `retry_after`."""
