@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -31,7 +31,7 @@ from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
 from bot.slack.egress import SlackBudget
 from bot.slack.home import home_view, pending_approvals
-from bot.slack.lookups import one_lookup
+from bot.slack.lookups import Lookups
 from bot.slack.teams import SlackTeams, TeamNotInstalled
 from bot.slack.tenancy import Member, viewer_workspaces
 from bot.task_view import TaskView
@@ -233,6 +233,10 @@ class SlackSender:
     teams: SlackTeams
     app_url: str
     budget: SlackBudget  # the shared egress budget: every call passes it (see `_call`)
+    lookups: Lookups = field(init=False)  # one lookup of a person at a time
+
+    def __post_init__(self) -> None:
+        self.lookups = Lookups(self.pool)
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -341,7 +345,7 @@ class SlackSender:
             cached = await store.user_of_email(conn, speaker.team_id, email)
         if cached:
             return cached
-        async with one_lookup(self.pool, speaker.team_id, f"email:{email.lower()}"):
+        async with self.lookups.one(speaker.team_id, f"email:{email.lower()}"):
             async with self.pool.acquire() as conn:  # the claim's last holder may have cached it
                 cached = await store.user_of_email(conn, speaker.team_id, email)
             if cached:
@@ -363,7 +367,7 @@ class SlackSender:
             known = await store.dm_channel_of(conn, speaker.team_id, user)
         if known:
             return known
-        async with one_lookup(self.pool, speaker.team_id, f"dm:{user}"):
+        async with self.lookups.one(speaker.team_id, f"dm:{user}"):
             async with self.pool.acquire() as conn:
                 known = await store.dm_channel_of(conn, speaker.team_id, user)
             if known:

@@ -1,60 +1,90 @@
-"""One lookup of a Slack identity at a time, across every replica.
+"""One lookup of a Slack identity at a time, in this process and across every replica.
 
 Several deliveries to one person (four requests to one approver, say) would each call
 `users.lookupByEmail` and `conversations.open` before the first answer is cached: Tier 3
 calls, 50 a minute per team, spent several times over for one person — in a fan-out, the
-difference between one minute and two. So a lookup is claimed first (`slack_lookups`): the
-caller that holds the claim calls Slack and caches the answer; the others go back to the
-outbox until the claim ends, and find the cache when they come back. A claim whose holder
-waits for the team's budget lasts as long as that wait; a claim whose holder died lapses.
+difference between one minute and two. So a lookup is taken in turn: in this process, callers
+of one (team, person) queue on a lock, and the next finds the cache the first filled; across
+replicas, the lookup is claimed in the database first (`slack_lookups`): the caller that holds
+the claim calls Slack and caches the answer; callers on other replicas go back to the outbox
+until the claim ends, and find the cache when they come back. A claim whose holder waits for
+the team's budget lasts as long as that wait; a claim whose holder died lapses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from bot.outbox.dispatcher import RetryLater
 from store import slack as store
 from store.database import Connections
 
-__all__ = ["CLAIM_SECONDS", "one_lookup"]
+__all__ = ["CLAIM_SECONDS", "Lookups"]
 
 # How long a claim lasts for a call made now: a slow answer past it costs at worst a second
 # lookup; a holder that died holds the others no longer than this.
 CLAIM_SECONDS = 3.0
-# The others look again this often while a call is under way, and this long after a holder
-# waiting for the budget is due to call.
+# Other replicas look again this often while a call is under way, and this long after a
+# holder waiting for the budget is due to call.
 AFTER_HOLDER = 0.5
 
 
-@asynccontextmanager
-async def one_lookup(pool: Connections, team_id: str, key: str) -> AsyncIterator[None]:
-    """Hold the one lookup of `key` in `team_id` for the body, or raise RetryLater (quiet)
-    until the replica that holds it is done."""
-    token = secrets.token_hex(8)
-    async with pool.acquire() as conn:
-        left = await store.claim_lookup(conn, team_id, key, token, CLAIM_SECONDS)
-    if left > 0:
-        # A claim longer than a call's is a holder waiting for the budget: come back after it.
-        delay = left if left > CLAIM_SECONDS else min(left, AFTER_HOLDER)
-        raise RetryLater(f"slack: {key} is being looked up", delay=delay, quiet=True)
-    try:
-        yield
-    except RetryLater as exc:
-        if exc.quiet and exc.delay is not None:  # waiting for the budget: the claim waits too
-            async with pool.acquire() as conn:
-                await store.extend_lookup(conn, team_id, key, token, exc.delay + AFTER_HOLDER)
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    callers: int = 0
+
+
+@dataclass(slots=True)
+class Lookups:
+    """This process's side: a turn per (team, key) here, a claim in the database."""
+
+    pool: Connections
+    _turns: dict[tuple[str, str], _Turn] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def one(self, team_id: str, key: str) -> AsyncIterator[None]:
+        """Hold the one lookup of `key` in `team_id` for the body (which checks the cache
+        first, since the previous holder may have filled it), or raise RetryLater (quiet)
+        until the replica that holds it is done."""
+        turn = self._turns.setdefault((team_id, key), _Turn())
+        turn.callers += 1
+        try:
+            async with turn.lock, self._claimed(team_id, key):
+                yield
+        finally:
+            turn.callers -= 1
+            if turn.callers == 0:
+                del self._turns[(team_id, key)]
+
+    @asynccontextmanager
+    async def _claimed(self, team_id: str, key: str) -> AsyncIterator[None]:
+        token = secrets.token_hex(8)
+        async with self.pool.acquire() as conn:
+            left = await store.claim_lookup(conn, team_id, key, token, CLAIM_SECONDS)
+        if left > 0:
+            # A claim longer than a call's is a holder waiting for the budget: come back
+            # after it.
+            delay = left if left > CLAIM_SECONDS else min(left, AFTER_HOLDER)
+            raise RetryLater(f"slack: {key} is being looked up", delay=delay, quiet=True)
+        try:
+            yield
+        except RetryLater as exc:
+            if exc.quiet and exc.delay is not None:  # waiting for the budget: so does the claim
+                async with self.pool.acquire() as conn:
+                    await store.extend_lookup(conn, team_id, key, token, exc.delay + AFTER_HOLDER)
+                raise
+            await self._release(team_id, key, token)
             raise
-        await _release(pool, team_id, key, token)
-        raise
-    except BaseException:
-        await _release(pool, team_id, key, token)
-        raise
-    await _release(pool, team_id, key, token)
+        except BaseException:
+            await self._release(team_id, key, token)
+            raise
+        await self._release(team_id, key, token)
 
-
-async def _release(pool: Connections, team_id: str, key: str, token: str) -> None:
-    async with pool.acquire() as conn:
-        await store.release_lookup(conn, team_id, key, token)
+    async def _release(self, team_id: str, key: str, token: str) -> None:
+        async with self.pool.acquire() as conn:
+            await store.release_lookup(conn, team_id, key, token)
