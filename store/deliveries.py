@@ -54,12 +54,13 @@ class Delivery:
     slack_channel: str | None
     slack_ts: str | None
     mail_message_id: str | None
+    slack_shown: str | None = None  # digest of what the Slack message shows (migration 0019)
 
 
 _SELECT = """
 SELECT d.id, d.task_id, d.tier, d.channel, d.purpose, d.approver_id, a.email AS approver_email,
        a.slack_user_id AS approver_slack_user_id, d.status, d.slack_team_id, d.slack_channel,
-       d.slack_ts, d.mail_message_id
+       d.slack_ts, d.mail_message_id, d.slack_shown
 FROM deliveries d LEFT JOIN approvers a ON a.id = d.approver_id
 """
 
@@ -142,7 +143,8 @@ async def delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | Non
 _MARK_POSTED = """
 WITH changed AS (
     UPDATE deliveries SET status = 'sent', slack_team_id = $2, slack_channel = $3,
-        slack_ts = $4, last_error = NULL, error_at = NULL, sent_at = coalesce(sent_at, now()),
+        slack_ts = $4, slack_shown = $5, last_error = NULL, error_at = NULL,
+        sent_at = coalesce(sent_at, now()),
         updated_at = now()
     WHERE id = $1 RETURNING task_id, tier
 )
@@ -189,9 +191,16 @@ SELECT id FROM changed
 
 
 async def mark_posted(
-    conn: asyncpg.Connection, delivery_id: int, *, team_id: str, channel: str, ts: str
+    conn: asyncpg.Connection,
+    delivery_id: int,
+    *,
+    team_id: str,
+    channel: str,
+    ts: str,
+    shown: str | None,
 ) -> None:
-    await conn.execute(_MARK_POSTED, delivery_id, team_id, channel, ts)
+    """Slack has the post; `shown` digests what it shows (None: not known)."""
+    await conn.execute(_MARK_POSTED, delivery_id, team_id, channel, ts, shown)
 
 
 async def mark_mailed(conn: asyncpg.Connection, delivery_id: int, message_id: str) -> None:

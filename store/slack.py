@@ -390,9 +390,17 @@ async def queue_updates(
     )
 
 
-async def message_updated(conn: asyncpg.Connection, delivery_id: int) -> None:
-    """Record that the message's chat.update just left (see `queue_updates`)."""
-    await conn.execute("UPDATE deliveries SET slack_updated_at = now() WHERE id = $1", delivery_id)
+async def message_updated(
+    conn: asyncpg.Connection, delivery_id: int, shown: str | None = None
+) -> None:
+    """Record that the message's chat.update just left (see `queue_updates`), showing what
+    `shown` digests."""
+    await conn.execute(
+        "UPDATE deliveries SET slack_updated_at = now(), slack_shown = coalesce($2, slack_shown)"
+        " WHERE id = $1",
+        delivery_id,
+        shown,
+    )
 
 
 # --- posts whose answer was lost ------------------------------------------------------------

@@ -11,7 +11,10 @@ for in one narrow `conversations.history` read before it is posted again (`_find
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -122,6 +125,15 @@ async def queue_home(conn: asyncpg.Connection, user: str, team_id: str | None = 
 # How long one chat.postMessage can run at most (the client's timeout, with room): the span a
 # lost post is looked for in.
 _POST_AT_MOST = timedelta(seconds=15)
+# An update whose permit took longer than this renders the task again before it leaves.
+_RENDER_AGAIN_AFTER = 0.05
+
+
+def shown_digest(text: str, blocks: Sequence[dict[str, Any]]) -> str:
+    """A digest of what a message shows, to tell an update that would change nothing."""
+    body = json.dumps([text, blocks], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
 
 # Errors that say the team's installation is gone: it is revoked (distributed mode).
 _REVOKED = {"invalid_auth", "account_inactive", "token_revoked"}
@@ -295,6 +307,10 @@ class SlackSender:
 
     async def _call(self, speaker: Speaker, method: str, **kwargs: Any) -> Any:
         await self._egress_permit(speaker, method, kwargs)
+        return await self._send(speaker, method, kwargs)
+
+    async def _send(self, speaker: Speaker, method: str, kwargs: dict[str, Any]) -> Any:
+        """The call, its permit already taken."""
         try:
             return await speaker.client.api_call(method, json=speaker.args(method, kwargs))
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
@@ -497,7 +513,12 @@ class SlackSender:
             if found is not None:
                 async with self.pool.acquire() as conn:
                     await deliveries.mark_posted(
-                        conn, delivery.id, team_id=speaker.team_id, channel=channel, ts=found
+                        conn,
+                        delivery.id,
+                        team_id=speaker.team_id,
+                        channel=channel,
+                        ts=found,
+                        shown=None,  # rendered by an earlier attempt: not known
                     )
                 return
             started = datetime.now(UTC)
@@ -541,6 +562,7 @@ class SlackSender:
                 team_id=speaker.team_id,
                 channel=str(answer["channel"]),
                 ts=str(answer["ts"]),
+                shown=shown_digest(text, blocks),
             )
 
     async def update(self, item: OutboxItem) -> None:
@@ -555,19 +577,25 @@ class SlackSender:
             rendered = await self._render(speaker, delivery)
             if rendered is None:
                 return
+            shown = shown_digest(*rendered[1:])
+            if shown == delivery.slack_shown:
+                return  # the message already shows this: an earlier update carried the change
+            waited = time.monotonic()
+            await self._egress_permit(speaker, "chat.update", {})
+            if time.monotonic() - waited > _RENDER_AGAIN_AFTER:
+                # The permit took a while: votes may have landed meanwhile, and the message
+                # should show them (a later update of this burst then finds nothing new).
+                rendered = await self._render(speaker, delivery)
+                if rendered is None:
+                    return
+                shown = shown_digest(*rendered[1:])
             _, text, blocks = rendered
-            await self._call(
-                speaker,
-                "chat.update",
-                channel=delivery.slack_channel,
-                ts=delivery.slack_ts,
-                text=text,
-                blocks=blocks,
-            )
+            args = {"channel": delivery.slack_channel, "ts": delivery.slack_ts}
+            await self._send(speaker, "chat.update", args | {"text": text, "blocks": blocks})
         except GiveUp:
             return  # the message was deleted in Slack, or its team is gone: nothing to update
         async with self.pool.acquire() as conn:
-            await store.message_updated(conn, delivery.id)
+            await store.message_updated(conn, delivery.id, shown)
 
     async def ephemeral(self, item: OutboxItem) -> None:
         payload = item.payload

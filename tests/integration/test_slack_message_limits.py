@@ -122,6 +122,41 @@ async def test_a_burst_of_votes_updates_each_message_at_most_twice_with_the_fina
     assert len({_task_of(m) for m in messages}) == requests
 
 
+async def test_an_update_that_would_show_the_same_again_is_not_sent(
+    roomy_service: Service, slack: SlackApiDouble, pool: asyncpg.Pool
+) -> None:
+    status, task = await roomy_service.request(
+        "POST",
+        "/api/v1/approvals",
+        json=approval_body(
+            approvers=[{"slack_user_id": DANA}],
+            deliver={"slack": True, "email": False, "slack_channel": None},
+        ),
+    )
+    assert status == 201
+    await eventually(lambda: slack.messages.get(slack.dm_channel(DANA)), what="the DM")
+    await eventually(lambda: _slack_work_done(pool), what="the post settled")
+    async with pool.acquire() as conn:
+        delivery_id = await conn.fetchval(
+            "SELECT id FROM deliveries WHERE task_id = $1 AND channel = 'slack'", UUID(task["id"])
+        )
+        # An update whose change the message already shows (as when a burst's first update
+        # carried every vote): it renders the same message, so no call leaves.
+        async with conn.transaction():
+            await slack_store.queue_updates(
+                conn, UPDATE, [(delivery_id, UUID(task["id"]))], change_id="again", settle=0.0
+            )
+    await eventually(lambda: _slack_work_done(pool), what="the update handled")
+    assert slack.calls_to("chat.update") == []
+    # A change the message does not show yet is sent, once.
+    status, _ = await roomy_service.request("POST", f"/api/v1/approvals/{task['id']}/cancel")
+    assert status == 200
+    [update] = await eventually(lambda: slack.calls_to("chat.update"), what="the update")
+    assert "Cancelled" in str(update.args.get("text"))
+    await eventually(lambda: _slack_work_done(pool), what="the update settled")
+    assert len(slack.calls_to("chat.update")) == 1
+
+
 async def _planned(pool: asyncpg.Pool, task_factory: TaskFactory) -> list[tuple[int, UUID]]:
     """A stored request's Slack messages, planned (delivery id, task id): one per approver."""
     task_id = await task_factory.stored()
