@@ -94,15 +94,26 @@ class NewItem:
     ordering_key: str | None = None
 
 
-async def enqueue_all(conn: asyncpg.Connection, kind: str, items: Sequence[NewItem]) -> None:
+async def enqueue_all(
+    conn: asyncpg.Connection,
+    kind: str,
+    items: Sequence[NewItem],
+    *,
+    place: datetime | None = None,
+) -> None:
     """Add many items of one kind in one statement, in order, in the caller's transaction;
-    as with `enqueue`, a message id already queued adds nothing."""
+    as with `enqueue`, a message id already queued adds nothing.
+
+    `place`: the items take their place in line from then (no later than now) rather than
+    from now, as the consequences of a change keep the change's place: work queued after it
+    does not go before them at the same priority."""
     if not items:
         return
     # A statement trigger (migration 0004) NOTIFYs the dispatchers when this commits.
     await conn.execute(
-        "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id)"
-        " SELECT $1, u.payload::jsonb, u.task_id, u.ordering_key, u.message_id"
+        "INSERT INTO outbox (kind, payload, task_id, ordering_key, message_id, next_attempt_at)"
+        " SELECT $1, u.payload::jsonb, u.task_id, u.ordering_key, u.message_id,"
+        "        least(now(), coalesce($6::timestamptz, now()))"
         " FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY"
         "  AS u(payload, task_id, ordering_key, message_id, n)"
         " ORDER BY u.n ON CONFLICT (message_id) DO NOTHING",
@@ -111,6 +122,7 @@ async def enqueue_all(conn: asyncpg.Connection, kind: str, items: Sequence[NewIt
         [item.task_id for item in items],
         [item.ordering_key for item in items],
         [item.message_id for item in items],
+        place,
     )
 
 

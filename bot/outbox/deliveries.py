@@ -48,7 +48,10 @@ async def queue(
 ) -> None:
     """Queue one item about each of `deliveries` (delivery id, task id), in one statement.
     Items about one delivery leave in order (a post before its updates); ids derive from the
-    change, so handling it twice queues nothing twice."""
+    change, so handling it twice queues nothing twice. The items keep the change's place in
+    line: under a burst of new requests, the first request's DM goes before the last
+    request's change is even looked at (and a team's Slack lookups start while its budget is
+    fresh)."""
     await outbox.enqueue_all(
         conn,
         kind,
@@ -61,6 +64,7 @@ async def queue(
             )
             for delivery_id, task_id in deliveries
         ],
+        place=change.created_at,
     )
 
 

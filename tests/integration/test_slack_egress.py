@@ -280,6 +280,27 @@ async def test_the_kinds_are_given_their_priorities(pool: asyncpg.Pool) -> None:
     assert {r["tenant"] for r in rows} == {""}
 
 
+async def test_a_changes_messages_keep_its_place_in_line(pool: asyncpg.Pool) -> None:
+    # A burst of new requests: each change's DM goes before the changes queued after it,
+    # rather than after every one of them.
+    async with pool.acquire() as conn:
+        for n in range(3):
+            await outbox.enqueue(conn, "task.changed", {"n": n}, message_id=f"change-{n}")
+        [first] = await outbox.claim_due(conn, limit=1, lease=60, worker="w", per_tenant=4)
+        assert first.message_id == "change-0"
+        await outbox.enqueue_all(
+            conn,
+            "slack.post",
+            [outbox.NewItem(payload={"delivery_id": 0}, message_id="change-0:post")],
+            place=first.created_at,
+        )
+        following = [
+            (await outbox.claim_due(conn, limit=1, lease=60, worker="w", per_tenant=4))[0]
+            for _ in range(3)
+        ]
+    assert [i.message_id for i in following] == ["change-0:post", "change-1", "change-2"]
+
+
 # --- fair across workspaces ----------------------------------------------------------------
 
 
