@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
 
+# A deferred item wakes this process's loop when it comes due, if that is within this many
+# seconds (a budget's minute included); later ones are found by polling.
+_WAKE_WITHIN = 120.0
+
+
 class RetryLater(BotError):
     """The receiver is not ready; the item will be tried again later."""
 
@@ -216,7 +221,9 @@ class Dispatcher:
             max_age=None if permanent else self.max_age,
             attempted=not quiet,  # waiting its turn (pacing, a budget) is not an attempt
         )
-        if status == OutboxStatus.PENDING and delay < self.poll_interval:
+        if status == OutboxStatus.PENDING and delay < _WAKE_WITHIN:
+            # Claim it again the moment it is due, not at the next poll: an item paced to a
+            # channel or waiting for a budget to free goes at once then.
             asyncio.get_running_loop().call_later(delay, self._wakeup.set)
         fields = {"kind": item.kind, "item": item.id, "attempts": item.attempts, "error": error}
         if status == OutboxStatus.DEAD:
