@@ -71,6 +71,9 @@ async def remember_dm_channel(
     )
 
 
+_JUST_CLAIMED = 0.1
+
+
 async def claim_lookup(
     conn: asyncpg.Connection, team_id: str, key: str, token: str, seconds: float
 ) -> float:
@@ -97,7 +100,9 @@ async def claim_lookup(
         token,
         float(seconds),
     )
-    return left if left is not None else 0.0
+    # No row of ours and none visible: another caller's claim committed after this
+    # statement's snapshot (its insert made ours conflict). It holds the lookup.
+    return left if left is not None else _JUST_CLAIMED
 
 
 async def extend_lookup(
