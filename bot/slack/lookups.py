@@ -23,11 +23,13 @@ from bot.outbox.dispatcher import RetryLater
 from store import slack as store
 from store.database import Connections
 
-__all__ = ["CLAIM_SECONDS", "Lookups"]
+__all__ = ["CLAIM_SECONDS", "TURN_WAIT", "Lookups"]
 
 # How long a claim lasts for a call made now: a slow answer past it costs at worst a second
 # lookup; a holder that died holds the others no longer than this.
 CLAIM_SECONDS = 3.0
+# How long a caller waits for its turn in this process before going back to the outbox.
+TURN_WAIT = 1.0
 # Other replicas look again this often while a call is under way, and this long after a
 # holder waiting for the budget is due to call.
 AFTER_HOLDER = 0.5
@@ -54,8 +56,20 @@ class Lookups:
         turn = self._turns.setdefault((team_id, key), _Turn())
         turn.callers += 1
         try:
-            async with turn.lock, self._claimed(team_id, key):
-                yield
+            try:
+                async with asyncio.timeout(TURN_WAIT):
+                    await turn.lock.acquire()
+            except TimeoutError:
+                # The caller ahead is slow (Slack timing out, a budget wait): this item goes
+                # back to the outbox rather than hold a dispatcher slot behind it.
+                raise RetryLater(
+                    f"slack: {key} is being looked up", delay=AFTER_HOLDER, quiet=True
+                ) from None
+            try:
+                async with self._claimed(team_id, key):
+                    yield
+            finally:
+                turn.lock.release()
         finally:
             turn.callers -= 1
             if turn.callers == 0:
