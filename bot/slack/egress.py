@@ -123,14 +123,22 @@ class SlackBudget:
         """Return when a call of `method` for `team` (posting to `channel`) is within every
         budget; raises RetryLater (quiet) when the wait would be longer than `max_wait`."""
         limit = self.limits.get(method)
+        team_permit = None
         if limit is not None:
-            await self._take(team, method, limit, label=method, hold=hold_for(limit))
+            team_permit = await self._take(team, method, limit, label=method, hold=hold_for(limit))
         if method == POST_MESSAGE and channel:
             # Last, so that nothing but the call itself stands between this permit, with its
             # short hold, and Slack's clock.
             pace = Limit(1, self.post_interval)
             hold = pace_hold(self.post_interval)
-            await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
+            try:
+                await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
+            except RetryLater:
+                # The channel is not ready: the team's permit goes back for the next caller
+                # (a burst to one channel must not spend the team's cap one pace at a time).
+                if team_permit is not None and team_permit > time.monotonic():
+                    self._held[(team, method)].expiries.appendleft(team_permit)
+                raise
 
     async def ratelimited(self, team: str, method: str, retry_after: float) -> None:
         """Slack answered 429: block (team, method) for every replica for `retry_after`."""
@@ -147,18 +155,19 @@ class SlackBudget:
                 extra={"event": "slack.block_failed", "error": type(exc).__name__},
             )
 
-    async def _take(self, team: str, scope: str, limit: Limit, *, label: str, hold: float) -> None:
+    async def _take(self, team: str, scope: str, limit: Limit, *, label: str, hold: float) -> float:
+        """A permit of (team, scope); returns until when it may be used."""
         held = self._held.setdefault((team, scope), _Held())
         waited = False
         deadline = time.monotonic() + self.max_wait
         while True:
-            if self._use_held(held):
-                break
+            if (expiry := self._use_held(held)) is not None:
+                return expiry
             held.waiting += 1
             try:
                 async with held.lock:
-                    if self._use_held(held):
-                        break
+                    if (expiry := self._use_held(held)) is not None:
+                        return expiry
                     want = max(1, min(held.waiting, limit.count // 10))
                     asked = time.monotonic()
                     granted, wait = await self._lease(team, scope, limit, hold, want)
@@ -166,7 +175,7 @@ class SlackBudget:
                     if granted:
                         self.metrics.slack_permits.labels(label).inc(granted)
                         held.expiries.extend([asked + hold] * (granted - 1))
-                        break
+                        return asked + hold
             finally:
                 held.waiting -= 1
             if not waited:
@@ -177,14 +186,11 @@ class SlackBudget:
             await asyncio.sleep(wait)
 
     @staticmethod
-    def _use_held(held: _Held) -> bool:
+    def _use_held(held: _Held) -> float | None:
         now = time.monotonic()
         while held.expiries and held.expiries[0] <= now:
             held.expiries.popleft()
-        if held.expiries:
-            held.expiries.popleft()
-            return True
-        return False
+        return held.expiries.popleft() if held.expiries else None
 
     async def _lease(
         self, team: str, scope: str, limit: Limit, hold: float, want: int
