@@ -17,9 +17,14 @@ import pytest
 
 from bot.devkit.slack_api import Fault, SlackApiDouble
 from bot.errors import SettingsError
+from bot.outbox.dispatcher import RetryLater
 from bot.runtime.config import load_settings
 from bot.runtime.keys import METRICS, POOL
+from bot.runtime.metrics import Metrics
+from bot.slack.egress import Limit, SlackBudget
+from bot.slack.lookups import Lookups
 from store import outbox
+from store import slack as slack_store
 from tests.conftest import (
     CallbackReceiver,
     Service,
@@ -299,6 +304,71 @@ async def test_a_changes_messages_keep_its_place_in_line(pool: asyncpg.Pool) -> 
             for _ in range(3)
         ]
     assert [i.message_id for i in following] == ["change-0:post", "change-1", "change-2"]
+
+
+async def test_a_post_its_channel_is_not_ready_for_gives_the_teams_permit_back(
+    pool: asyncpg.Pool,
+) -> None:
+    # Two posts a minute for the team, one a minute per channel: a second post to the same
+    # channel waits, and must not have spent the team's second permit meanwhile.
+    budget = SlackBudget(
+        pool=pool,
+        metrics=Metrics(),
+        limits={"chat.postMessage": Limit(2, 60.0)},
+        post_interval=60.0,
+    )
+    await budget.permit(TEAM, "chat.postMessage", channel="C0FIRST")
+    with pytest.raises(RetryLater):
+        await budget.permit(TEAM, "chat.postMessage", channel="C0FIRST")
+    await budget.permit(TEAM, "chat.postMessage", channel="C0SECOND")
+    with pytest.raises(RetryLater):  # and the team's cap still holds
+        await budget.permit(TEAM, "chat.postMessage", channel="C0THIRD")
+
+
+async def test_a_lookup_claimed_by_a_transaction_not_yet_committed_is_not_claimed_twice(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as first, pool.acquire() as second:
+        async with first.transaction():
+            assert await slack_store.claim_lookup(first, TEAM, "email:x", "one", 3.0) == 0
+            # The second claim waits on the first's row, then finds it taken: it must not
+            # read "nobody holds it" from a snapshot older than that row.
+            racing = asyncio.create_task(
+                slack_store.claim_lookup(second, TEAM, "email:x", "two", 3.0)
+            )
+
+            async def waiting_on_the_row() -> bool:
+                return bool(
+                    await first.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                        " current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+
+            await eventually(waiting_on_the_row, what="the second claim waiting on the row")
+            assert not racing.done()
+        assert await racing > 0
+
+
+async def test_a_caller_behind_a_slow_lookup_goes_back_to_the_outbox(pool: asyncpg.Pool) -> None:
+    lookups = Lookups(pool)
+    entered, done = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:  # Slack taking its time to answer
+        async with lookups.one(TEAM, "email:slow@acme.test"):
+            entered.set()
+            await done.wait()
+
+    holder = asyncio.create_task(slow())
+    await entered.wait()
+    with pytest.raises(RetryLater) as behind:
+        async with lookups.one(TEAM, "email:slow@acme.test"):
+            raise AssertionError("two lookups of one person at once")
+    assert behind.value.quiet  # a wait, not a failure
+    done.set()
+    await holder
+    async with lookups.one(TEAM, "email:slow@acme.test"):  # the turn and the claim are free
+        pass
 
 
 # --- fair across workspaces ----------------------------------------------------------------
