@@ -64,7 +64,9 @@ async def queue(
             )
             for delivery_id, task_id in deliveries
         ],
-        place=change.created_at,
+        # A change that failed and was retried has its place no longer: its messages queue
+        # from now, so they never look older than they are (readiness, stalled-work alerts).
+        place=change.created_at if change.attempts <= 1 else None,
     )
 
 
