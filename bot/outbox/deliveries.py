@@ -55,15 +55,7 @@ async def queue(
     await outbox.enqueue_all(
         conn,
         kind,
-        [
-            outbox.NewItem(
-                payload={"delivery_id": delivery_id},
-                task_id=task_id,
-                ordering_key=f"{channel}:{delivery_id}",
-                message_id=f"{change.message_id}:{kind}:{delivery_id}",
-            )
-            for delivery_id, task_id in deliveries
-        ],
+        _items(kind, deliveries, channel=channel, named_by=change.message_id),
         # A change that failed and was retried has its place no longer: its messages queue
         # from now, so they never look older than they are (readiness, stalled-work alerts).
         place=change.created_at if change.attempts <= 1 else None,
@@ -81,16 +73,20 @@ async def queue_planned(
     """Queue the sending of deliveries planned outside a task change (a revoked Slack team's
     approvals mailed, a failover to the other channel), one item each; `origin` names why, and
     with the delivery fixes the item's id, so queueing one twice sends it once."""
-    await outbox.enqueue_all(
-        conn,
-        kind,
-        [
-            outbox.NewItem(
-                payload={"delivery_id": delivery_id},
-                task_id=task_id,
-                ordering_key=f"{channel}:{delivery_id}",
-                message_id=f"{origin}:{kind}:{delivery_id}",
-            )
-            for delivery_id, task_id in planned
-        ],
-    )
+    await outbox.enqueue_all(conn, kind, _items(kind, planned, channel=channel, named_by=origin))
+
+
+def _items(
+    kind: str, deliveries: Iterable[tuple[int, UUID]], *, channel: str, named_by: str
+) -> list[outbox.NewItem]:
+    """One item about each delivery: ordered with the delivery's other items, and with an id
+    `named_by` what queued it, so queueing it twice sends it once."""
+    return [
+        outbox.NewItem(
+            payload={"delivery_id": delivery_id},
+            task_id=task_id,
+            ordering_key=f"{channel}:{delivery_id}",
+            message_id=f"{named_by}:{kind}:{delivery_id}",
+        )
+        for delivery_id, task_id in deliveries
+    ]

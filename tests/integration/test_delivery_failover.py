@@ -41,7 +41,20 @@ async def both(
     database_url: str, receiver: CallbackReceiver, catcher: MailCatcher, double: SlackApiDouble
 ) -> AsyncIterator[Service]:
     """The bot with Slack (the double) and email (the catcher), and a short DELIVERY_GRACE."""
-    svc = await start_on_free_ports(
+    svc = await start_both(database_url, receiver, catcher, double)
+    yield svc
+    await svc.close()
+
+
+async def start_both(
+    database_url: str,
+    receiver: CallbackReceiver,
+    catcher: MailCatcher,
+    double: SlackApiDouble,
+    **changes: Any,
+) -> Service:
+    """`both`'s service, with changes; the caller closes it."""
+    return await start_on_free_ports(
         lambda port: mail_settings(
             receiver,
             catcher,
@@ -51,11 +64,10 @@ async def both(
             slack_api_url=double.url,
             slack_post_interval=0.05,
             delivery_grace=GRACE,
+            **changes,
         ),
         database_url,
     )
-    yield svc
-    await svc.close()
 
 
 async def create(service: Service, **changes: Any) -> dict[str, Any]:
@@ -119,18 +131,12 @@ async def test_a_post_held_by_the_slack_budget_past_half_the_grace_fails_over_to
 ) -> None:
     # Slack never errs here: the shared budget (one post a minute for the team) holds the
     # second approver's DM back, which is rate-limiting all the same.
-    service = await start_on_free_ports(
-        lambda port: mail_settings(
-            receiver,
-            catcher,
-            port,
-            slack_bot_token=double.token,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=double.url,
-            delivery_grace=GRACE,
-            slack_rate_limits=(("chat.postMessage", 1, 60.0),),
-        ),
+    service = await start_both(
         database_url,
+        receiver,
+        catcher,
+        double,
+        slack_rate_limits=(("chat.postMessage", 1, 60.0),),
     )
     try:
         started = time.monotonic()
