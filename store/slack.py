@@ -78,7 +78,8 @@ async def claim_lookup(
     conn: asyncpg.Connection, team_id: str, key: str, token: str, seconds: float
 ) -> float:
     """Claim the lookup of `key` in `team_id` for `seconds` under `token`: 0 when the caller
-    now holds it, otherwise the seconds left on another caller's claim."""
+    now holds it (a claim of its own token is its own again), otherwise the seconds left on
+    another caller's claim."""
     left: float = await conn.fetchval(
         """
         WITH mine AS (
@@ -86,7 +87,7 @@ async def claim_lookup(
             VALUES ($1, $2, $3, now() + make_interval(secs => $4))
             ON CONFLICT (team_id, key) DO UPDATE
                 SET token = EXCLUDED.token, until = EXCLUDED.until
-                WHERE slack_lookups.until <= now()
+                WHERE slack_lookups.until <= now() OR slack_lookups.token = EXCLUDED.token
             RETURNING 0::float8 AS seconds_left
         )
         SELECT seconds_left FROM mine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -29,6 +30,7 @@ __all__ = [
     "RetryLater",
     "UnattendedWatch",
     "backoff",
+    "current_item",
     "list_items",
     "retry",
 ]
@@ -36,6 +38,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
+
+# The outbox item this task is sending, for whatever it waits on in line: its priority (work
+# outside the outbox, answering a click, is urgent) and its id (a slot or a claim it was given
+# before it went back to the outbox is still its own when it returns).
+current_item: contextvars.ContextVar[OutboxItem | None] = contextvars.ContextVar(
+    "current_item", default=None
+)
 
 
 # A deferred item wakes this process's loop when it comes due, if that is within this many
@@ -177,6 +186,7 @@ class Dispatcher:
             )
 
     async def _process(self, item: OutboxItem) -> None:
+        current_item.set(item)  # this item's task only
         handler = self.handlers.get(item.kind)
         try:
             if handler is None:

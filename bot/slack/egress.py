@@ -22,9 +22,15 @@ way to Slack must stay within the hold, or two replicas' posts land in one inter
 reaches the other replicas through the database: a permit another process leased just before
 may still be used within its hold — at most a tenth of the limit, for at most 2 s.
 
-A call that finds no permit waits for it when it frees within `max_wait`; otherwise the item
-goes back to the outbox, due when the budget frees (`RetryLater`, not counted as an attempt),
-so a team that has spent its budget never holds the dispatcher's slots.
+A call that finds no permit is promised a slot of its own (migration 0020): the next one that
+no caller as urgent or more was promised, so callers turned away come back one per freeing
+permit, in turn, instead of all at the first one to free (where one would win and the rest go
+round again, each round costing a claim and a render). It waits for its slot when that is
+within `max_wait`; otherwise the item goes back to the outbox, due half a second before its
+slot (`RetryLater`, not counted as an attempt), so a team that has spent its budget never
+holds the dispatcher's slots. The slot is promised to the outbox item, so it is still the
+item's when it comes back, on whichever replica. A promise is advice, not a reservation: a
+permit free when asked for is granted.
 """
 
 from __future__ import annotations
@@ -36,10 +42,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.outbox.dispatcher import RetryLater
+from bot.outbox.dispatcher import RetryLater, current_item
 from bot.runtime.metrics import Metrics
 from store import egress as queries
 from store.database import DATABASE_ERRORS, Connections
+from store.outbox import OutboxItem
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -158,6 +165,7 @@ class SlackBudget:
     async def _take(self, team: str, scope: str, limit: Limit, *, label: str, hold: float) -> float:
         """A permit of (team, scope); returns until when it may be used."""
         held = self._held.setdefault((team, scope), _Held())
+        item = current_item.get()
         waited = False
         deadline = time.monotonic() + self.max_wait
         while True:
@@ -170,11 +178,11 @@ class SlackBudget:
                         return expiry
                     want = max(1, min(held.waiting, limit.count // 10))
                     asked = time.monotonic()
-                    granted, wait = await self._lease(team, scope, limit, hold, want)
-                    wait = max(wait, 0.01)
-                    if granted:
-                        self.metrics.slack_permits.labels(label).inc(granted)
-                        held.expiries.extend([asked + hold] * (granted - 1))
+                    lease = await self._lease(team, scope, limit, hold, want, item)
+                    wait = max(lease.wait, 0.01)
+                    if lease.granted:
+                        self.metrics.slack_permits.labels(label).inc(lease.granted)
+                        held.expiries.extend([asked + hold] * (lease.granted - 1))
                         return asked + hold
             finally:
                 held.waiting -= 1
@@ -182,7 +190,9 @@ class SlackBudget:
                 waited = True
                 self.metrics.slack_permit_waits.labels(label).inc()
             if time.monotonic() + wait > deadline:
-                raise RetryLater(f"slack budget: {label} for {team}", delay=wait, quiet=True)
+                # Back a little before the slot, to be ready for it and wait for it here.
+                early = max(0.0, wait - self.max_wait / 2)
+                raise RetryLater(f"slack budget: {label} for {team}", delay=early, quiet=True)
             await asyncio.sleep(wait)
 
     @staticmethod
@@ -193,12 +203,25 @@ class SlackBudget:
         return held.expiries.popleft() if held.expiries else None
 
     async def _lease(
-        self, team: str, scope: str, limit: Limit, hold: float, want: int
-    ) -> tuple[int, float]:
+        self,
+        team: str,
+        scope: str,
+        limit: Limit,
+        hold: float,
+        want: int,
+        item: OutboxItem | None,
+    ) -> queries.Lease:
         try:
             async with self.pool.acquire() as conn:
                 return await queries.take(
-                    conn, team, scope, count=limit.count, window=limit.seconds + hold, want=want
+                    conn,
+                    team,
+                    scope,
+                    count=limit.count,
+                    window=limit.seconds + hold,
+                    want=want,
+                    priority=0 if item is None else item.priority,
+                    item=None if item is None else item.id,
                 )
         except DATABASE_ERRORS as exc:
             raise RetryLater(f"slack budget unavailable: {type(exc).__name__}") from exc

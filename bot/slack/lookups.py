@@ -8,7 +8,8 @@ of one (team, person) queue on a lock, and the next finds the cache the first fi
 replicas, the lookup is claimed in the database first (`slack_lookups`): the caller that holds
 the claim calls Slack and caches the answer; callers on other replicas go back to the outbox
 until the claim ends, and find the cache when they come back. A claim whose holder waits for
-the team's budget lasts as long as that wait; a claim whose holder died lapses.
+the team's budget lasts as long as that wait, and is the holder's again when it comes back
+for its slot (the claim is made in the outbox item's name); a claim whose holder died lapses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from bot.outbox.dispatcher import RetryLater
+from bot.outbox.dispatcher import RetryLater, current_item
 from store import slack as store
 from store.database import Connections
 
@@ -77,7 +78,10 @@ class Lookups:
 
     @asynccontextmanager
     async def _claimed(self, team_id: str, key: str) -> AsyncIterator[None]:
-        token = secrets.token_hex(8)
+        # An outbox item's claim is its own: one it kept while it waited for the budget is
+        # still its own when it comes back for its slot.
+        item = current_item.get()
+        token = secrets.token_hex(8) if item is None else f"item:{item.id}"
         async with self.pool.acquire() as conn:
             left = await store.claim_lookup(conn, team_id, key, token, CLAIM_SECONDS)
         if left > 0:

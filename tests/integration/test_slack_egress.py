@@ -23,6 +23,7 @@ from bot.runtime.keys import METRICS, POOL
 from bot.runtime.metrics import Metrics
 from bot.slack.egress import Limit, SlackBudget
 from bot.slack.lookups import Lookups
+from store import egress as egress_store
 from store import outbox
 from store import slack as slack_store
 from tests.conftest import (
@@ -323,6 +324,83 @@ async def test_a_post_its_channel_is_not_ready_for_gives_the_teams_permit_back(
     await budget.permit(TEAM, "chat.postMessage", channel="C0SECOND")
     with pytest.raises(RetryLater):  # and the team's cap still holds
         await budget.permit(TEAM, "chat.postMessage", channel="C0THIRD")
+
+
+async def test_callers_turned_away_are_promised_slots_one_each_urgent_ones_first(
+    pool: asyncpg.Pool,
+) -> None:
+    # Two calls a minute. Three update callers turned away once the two are spent must not all
+    # be sent back to the same freeing permit (one would win, two would go round again): they
+    # are promised the next slots in turn, two at a minute and one at two minutes. A click's
+    # private answer turned away after them is placed ahead of them all.
+    async def take(priority: int, item: int | None = None) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(
+                conn, TEAM, "x", count=2, window=60.0, want=1, priority=priority, item=item
+            )
+
+    async with pool.acquire() as conn:
+        assert (await egress_store.take(conn, TEAM, "x", count=2, window=60.0, want=2)).granted == 2
+    updates = [await take(2, item=n) for n in (1, 2, 3)]
+    assert [lease.granted for lease in updates] == [0, 0, 0]
+    assert [round(lease.wait) for lease in updates] == [60, 60, 120]
+    urgent = await take(0)
+    assert urgent.granted == 0 and round(urgent.wait) == 60
+    # The last update back early (on any replica) finds its slot still its own rather than
+    # queue behind itself; a newcomer goes to the end of the line.
+    again = await take(2, item=3)
+    assert again.granted == 0 and round(again.wait) == 120
+    newcomer = await take(2, item=4)
+    assert round(newcomer.wait) == 120
+
+
+async def test_a_caller_granted_before_its_slot_gives_the_slot_up(pool: asyncpg.Pool) -> None:
+    # One call a second. Item 1 is promised the next slot and item 2 the one after; item 1
+    # never comes back, so item 2, asking early, gets the permit item 1 left. Its own slot
+    # must leave the line with it, or the next caller would be placed a second later than the
+    # budget needs.
+    async def take(item: int) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(conn, TEAM, "z", count=1, window=1.0, want=1, item=item)
+
+    assert (await take(0)).granted == 1
+    first, second = await take(1), await take(2)
+    assert 0 < first.wait <= 1.0 < second.wait <= 2.0
+
+    async def granted_early() -> bool:
+        return (await take(2)).granted == 1
+
+    await eventually(granted_early, timeout=5)
+    after = await take(3)
+    assert after.granted == 0 and after.wait <= 1.0
+
+
+async def test_a_permit_free_when_asked_is_granted_whatever_was_promised(
+    pool: asyncpg.Pool,
+) -> None:
+    # A promise is advice: once a slot frees, whoever asks first gets it.
+    async with pool.acquire() as conn:
+        first = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+        assert first.granted == 1
+        turned_away = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+        assert turned_away.granted == 0 and 0 < turned_away.wait <= 0.3
+
+        async def granted_now() -> bool:
+            lease = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+            return lease.granted == 1
+
+        await eventually(granted_now, timeout=5)
+
+
+async def test_an_item_that_kept_a_lookup_claim_while_it_waited_has_it_again(
+    pool: asyncpg.Pool,
+) -> None:
+    # The item holding a lookup went back to the outbox to wait for the budget, its claim kept
+    # for that long. Coming back for its slot, the claim is its own; another item's is not.
+    async with pool.acquire() as conn:
+        assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:7", 30.0) == 0
+        assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:8", 3.0) > 20
+        assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:7", 3.0) == 0
 
 
 async def test_a_lookup_claimed_by_a_transaction_not_yet_committed_is_not_claimed_twice(
