@@ -59,8 +59,7 @@ BEGIN
     INTO ahead, ahead_priority, ahead_to
     FROM unnest(budget.promised, budget.promised_priority, budget.promised_to)
          AS p(slot, priority, item)
-    WHERE p.slot > at AND NOT (granted > 0 AND p.item IS NOT DISTINCT FROM p_item
-                               AND p_item IS NOT NULL);
+    WHERE p.slot > at AND (granted = 0 OR p_item IS NULL OR p.item IS DISTINCT FROM p_item);
     IF granted > 0 THEN
         kept := kept || array_fill(at, ARRAY[granted]);
         wait := 0;
