@@ -74,10 +74,8 @@ async def create(
                 raise ValidationFailed({"expires_at": "is more than 30 days away"})
         await _check_people(conn, new)
         task_id = uuid.uuid4()
-        await tasks.insert(conn, task_id, new, content_hash(new))
+        created = await tasks.insert(conn, task_id, new, content_hash(new))
         await consequences.task_changed(conn, task_id, "created")
-        created = await tasks.task_view(conn, task_id)
-        assert created is not None
         view = created.as_json()
         if idempotency_key is not None:
             await idempotency.complete(conn, "approvals.create", idempotency_key, 201, view)

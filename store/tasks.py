@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,10 +106,12 @@ def _requested_json(actor: Actor | None) -> dict[str, Any] | None:
 
 async def insert(
     conn: asyncpg.Connection, task_id: UUID, new: NewApproval, content_hash: str
-) -> datetime:
-    """Store a new task with every tier; return its first expiry (the database clock decides)."""
+) -> TaskView:
+    """Store a new task with every tier and approver in one statement; return its view (the
+    database clock decides its times; a task just written has no audit and no deliveries)."""
     first = new.tiers[0]
-    expires_at: datetime = await conn.fetchval(
+    people = [(i, a) for i, tier in enumerate(new.tiers) for a in tier.approvers]
+    row = await conn.fetchrow(
         """
         WITH task AS (
             INSERT INTO tasks (id, workspace, run_id, workflow, step, summary, details,
@@ -118,12 +120,22 @@ async def insert(
                 remind_before, remind_default)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                 COALESCE($17, now() + make_interval(secs => $18)), $19, $20)
-            RETURNING id, expires_at
+            RETURNING *
         ), timer AS (
             INSERT INTO task_timers (task_id, tier, expires_at, remind_at)
             SELECT id, 0, expires_at, taskjuice_remind_at(now(), expires_at, $19, $20) FROM task
+        ), tiers AS (
+            INSERT INTO approver_tiers (task_id, tier, expires_in)
+            SELECT $1, t.tier - 1, t.expires_in
+            FROM unnest($21::integer[]) WITH ORDINALITY AS t(expires_in, tier)
+        ), people AS (
+            INSERT INTO approvers (task_id, tier, email, slack_user_id, slack_team_id)
+            SELECT $1, p.tier, p.email, p.slack_user_id, p.slack_team_id
+            FROM unnest($22::integer[], $23::text[], $24::text[], $25::text[]) WITH ORDINALITY
+                AS p(tier, email, slack_user_id, slack_team_id, n)
+            ORDER BY p.n
         )
-        SELECT expires_at FROM task
+        SELECT * FROM task
         """,
         task_id,
         new.workspace,
@@ -145,21 +157,24 @@ async def insert(
         first.expires_in,
         new.remind_before,
         new.remind_default,
+        [tier.expires_in for tier in new.tiers],
+        [i for i, _ in people],
+        [a.email for _, a in people],
+        [a.slack_user_id for _, a in people],
+        [a.slack_team_id for _, a in people],
     )
-    await conn.executemany(
-        "INSERT INTO approver_tiers (task_id, tier, expires_in) VALUES ($1, $2, $3)",
-        [(task_id, i, tier.expires_in) for i, tier in enumerate(new.tiers)],
-    )
-    await conn.executemany(
-        "INSERT INTO approvers (task_id, tier, email, slack_user_id, slack_team_id)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [
-            (task_id, i, a.email, a.slack_user_id, a.slack_team_id)
-            for i, tier in enumerate(new.tiers)
-            for a in tier.approvers
-        ],
-    )
-    return expires_at
+    tiers = [{"tier": i, "expires_in": tier.expires_in} for i, tier in enumerate(new.tiers)]
+    named = [
+        {
+            "id": None,  # no delivery refers to them yet
+            "tier": i,
+            "email": a.email,
+            "slack_user_id": a.slack_user_id,
+            "slack_team_id": a.slack_team_id,
+        }
+        for i, a in people
+    ]
+    return TaskView.from_row(_view(row, tiers, named, [], []))
 
 
 async def decision_events(
@@ -222,16 +237,16 @@ async def task_row(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | 
     return _view(row, tiers, people, audit, shown)
 
 
-def _person(row: asyncpg.Record) -> dict[str, Any]:
+def _person(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("email", "slack_user_id", "slack_team_id") if row[k]}
 
 
 def _view(
-    row: asyncpg.Record,
-    tiers: list[asyncpg.Record],
-    people: list[asyncpg.Record],
-    audit: list[asyncpg.Record],
-    shown: list[asyncpg.Record],
+    row: Mapping[str, Any],
+    tiers: Sequence[Mapping[str, Any]],
+    people: Sequence[Mapping[str, Any]],
+    audit: Sequence[Mapping[str, Any]],
+    shown: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     by_tier: dict[int, list[dict[str, Any]]] = {}
     for p in people:
@@ -270,7 +285,7 @@ def _view(
 
 
 def _reach(
-    tier: int, people: list[asyncpg.Record], shown: list[asyncpg.Record]
+    tier: int, people: Sequence[Mapping[str, Any]], shown: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per approver of the current tier: whether and by which channel the request reached
     them, and each channel's state and last error (docs/contract.md §8)."""
@@ -291,7 +306,7 @@ def _reach(
             ]
             sent = [d for d in mine if d["status"] == "sent"]
             queued = [d for d in mine if d["status"] == "queued"]
-            last = sent[0] if sent else (queued or mine or [None])[-1]
+            last = sent[0] if sent else (queued or mine)[-1] if mine else None
             status = "delivered" if sent else "pending" if queued else "failed" if mine else "off"
             channels[channel] = {
                 "status": status,

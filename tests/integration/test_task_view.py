@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 from functools import partial
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
 from bot.decisions import Verdict, decide
 from bot.devkit.slack_api import SlackApiDouble
 from bot.domain import Actor, AuditAction, Channel, DeliveryStatus, Outcome, TaskStatus
+from bot.platform.validation import parse_new_approval
 from bot.task_view import TaskView
 from store import tasks
-from tests.conftest import Service, TaskFactory
+from tests.conftest import Service, TaskFactory, approval_body
 from tests.slack_support import CFO, LEE, OPS
 from tests.support import API_TOKEN, eventually
 
@@ -165,3 +166,47 @@ async def test_the_record_gives_back_the_api_json_of_every_shape(
         assert listed_view.decisions is None and listed_view.deliveries is None
     body = await _raw(slack_service, "/api/v1/approvals?workspace=acme")
     assert body == json.dumps({"items": listed, "next_cursor": None}).encode()
+
+
+async def test_a_new_task_s_view_is_the_one_the_store_reads_back(pool: asyncpg.Pool) -> None:
+    """`insert` builds the created task's view from what it wrote, without reading it back;
+    it must be the view a read gives, every field, in every shape of approver and tier."""
+    shapes = [
+        approval_body(),
+        approval_body(
+            approvers=[
+                {"email": "dana@acme.test", "slack_user_id": LEE, "slack_team_id": "T0ACME"},
+                {"slack_user_id": OPS},
+                {"email": "kim@acme.test"},
+            ],
+            required_approvals=2,
+            requested_by={"slack_user_id": CFO, "slack_team_id": "T0ACME"},
+            allow_self_approval=True,
+            step=None,
+            details={"note": "für <b>#881</b> ✓", "lines": 3},
+            timeout_policy="escalate",
+            escalation=[
+                {
+                    "approvers": [{"slack_user_id": CFO}, {"email": "ceo@acme.test"}],
+                    "expires_in": 600,
+                },
+                {
+                    "approvers": [{"email": "cto@acme.test"}, {"email": "cio@acme.test"}],
+                    "expires_in": 900,
+                },
+            ],
+            remind_before=300,
+            deliver={"slack": False, "email": True, "fallback": False},
+        ),
+        approval_body(requested_by=None, expires_at="2099-01-01T00:00:00Z", expires_in=None),
+    ]
+    for body in shapes:
+        new = parse_new_approval(
+            {k: v for k, v in body.items() if v is not None},
+            allow_proceed_irreversible=False,
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            written = await tasks.insert(conn, uuid4(), new, "digest")
+            read = await tasks.task_view(conn, written.id)
+        assert read is not None
+        assert json.dumps(written.as_json()) == json.dumps(read.as_json())
