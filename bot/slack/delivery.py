@@ -32,7 +32,7 @@ from bot.outbox.deliveries import NEW_MESSAGE, give_up, queue, retrying
 from bot.outbox.dispatcher import GiveUp, RetryLater
 from bot.slack.alert_blocks import alert_message
 from bot.slack.blocks import approval_message
-from bot.slack.egress import SlackBudget
+from bot.slack.egress import Permit, SlackBudget
 from bot.slack.home import home_view, pending_approvals
 from bot.slack.lookups import Lookups
 from bot.slack.teams import SlackTeams, TeamNotInstalled
@@ -306,28 +306,38 @@ class SlackSender:
     # --- calls -----------------------------------------------------------------------------
 
     async def _call(self, speaker: Speaker, method: str, **kwargs: Any) -> Any:
-        await self._egress_permit(speaker, method, kwargs)
-        return await self._send(speaker, method, kwargs)
-
-    async def _send(self, speaker: Speaker, method: str, kwargs: dict[str, Any]) -> Any:
-        """The call, its permit already taken."""
-        try:
-            return await speaker.client.api_call(method, json=speaker.args(method, kwargs))
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            await self._egress_refused(speaker, method, exc)
-            await self._revoked(speaker, exc)
-            raise _failure(exc) from exc
+        permits = await self._egress_permit(speaker, method, kwargs)
+        return await self._send(speaker, method, kwargs, permits)
 
     async def _get(self, speaker: Speaker, method: str, **params: Any) -> Any:
-        await self._egress_permit(speaker, method, params)
+        permits = await self._egress_permit(speaker, method, params)
+        return await self._send(speaker, method, params, permits, http_verb="GET")
+
+    async def _send(
+        self,
+        speaker: Speaker,
+        method: str,
+        args: dict[str, Any],
+        permits: Sequence[Permit],
+        *,
+        http_verb: str = "POST",
+    ) -> Any:
+        """The call, its permits already taken; whatever Slack answers, it has received the
+        call, and the permits count until now (bot/slack/egress.py)."""
+        args = speaker.args(method, args)
         try:
-            return await speaker.client.api_call(
-                method, http_verb="GET", params=speaker.args(method, params)
-            )
+            if http_verb == "GET":
+                answer = await speaker.client.api_call(method, http_verb="GET", params=args)
+            else:
+                answer = await speaker.client.api_call(method, json=args)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(exc, SlackApiError):
+                self.budget.answered(permits)
             await self._egress_refused(speaker, method, exc)
             await self._revoked(speaker, exc)
             raise _failure(exc) from exc
+        self.budget.answered(permits)
+        return answer
 
     async def _revoked(self, speaker: Speaker, exc: Exception) -> None:
         """Distributed mode: a call answered `invalid_auth`, `account_inactive` or
@@ -345,9 +355,11 @@ class SlackSender:
     # a permit from the team's budget before it, and a 429 after it blocks the method in that
     # team for every replica.
 
-    async def _egress_permit(self, speaker: Speaker, method: str, args: dict[str, Any]) -> None:
+    async def _egress_permit(
+        self, speaker: Speaker, method: str, args: dict[str, Any]
+    ) -> tuple[Permit, ...]:
         channel = args.get("channel") if method == "chat.postMessage" else None
-        await self.budget.permit(speaker.team_id, method, channel=channel)
+        return await self.budget.permit(speaker.team_id, method, channel=channel)
 
     async def _egress_refused(self, speaker: Speaker, method: str, exc: Exception) -> None:
         if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
@@ -581,7 +593,7 @@ class SlackSender:
             if shown == delivery.slack_shown:
                 return  # the message already shows this: an earlier update carried the change
             waited = time.monotonic()
-            await self._egress_permit(speaker, "chat.update", {})
+            permits = await self._egress_permit(speaker, "chat.update", {})
             if time.monotonic() - waited > _RENDER_AGAIN_AFTER:
                 # The permit took a while: votes may have landed meanwhile, and the message
                 # should show them (a later update of this burst then finds nothing new).
@@ -591,7 +603,9 @@ class SlackSender:
                 shown = shown_digest(*rendered[1:])
             _, text, blocks = rendered
             args = {"channel": delivery.slack_channel, "ts": delivery.slack_ts}
-            await self._send(speaker, "chat.update", args | {"text": text, "blocks": blocks})
+            await self._send(
+                speaker, "chat.update", args | {"text": text, "blocks": blocks}, permits
+            )
         except GiveUp:
             return  # the message was deleted in Slack, or its team is gone: nothing to update
         async with self.pool.acquire() as conn:

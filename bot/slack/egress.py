@@ -8,19 +8,22 @@ keep to them; a 429 blocks the (team, method) for every replica for its `Retry-A
 Batching, and what it costs in exactness. Asking the database for every call would add a
 round trip per call, so a process takes a small *lease* of permits in one statement — as many
 as callers are waiting for that budget in this process, at most a tenth of the limit — and
-hands them out locally. A permit granted at time g may be used until g + `hold`; the ledger
-therefore counts each permit over `seconds + hold` rather than `seconds`, which is what keeps
-"at most `count` calls in any window of `seconds`" exact whenever a call leaves within its
-hold: calls that can fall into one window of `seconds` were all granted within a window of
-`seconds + hold`. The price is a rate `seconds / (seconds + hold)` of the published one (hold
-is 2% of the window, at least 0.25 s and at most 2 s: 98% of a Tier 3 minute) and permits a
-process leased but did not use in time (they lapse; the ledger still counts them). The
-per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time, after
-the team's permit so that only the call itself follows it, with a hold of a quarter of the
-interval (one post per 1.25 s at the default pace): what a busy replica's call may lose on its
-way to Slack must stay within the hold, or two replicas' posts land in one interval. A 429
-reaches the other replicas through the database: a permit another process leased just before
-may still be used within its hold — at most a tenth of the limit, for at most 2 s.
+hands them out locally. A permit granted at time g may be used until g + `hold`, so the ledger
+counts it until g + `hold` (the latest Slack can receive its call), and a permit frees a window
+of `seconds` after that: "at most `count` calls in any window of `seconds`" then holds whenever
+a call leaves within its hold. Whatever Slack answers, it has received the call: the sender
+reports each answer (`answered()`), and the entry is lowered to the answer's time with this
+process's next ask of that budget (migration 0021; no round trip of its own), so a call
+answered at once costs its window and not its hold. What remains of the price: permits a
+process leased but did not use in time (they lapse; the ledger still counts them), and the
+holds of calls whose answer is not reported before the permit would free (the last calls of a
+burst, with no ask after them). The hold is 2% of the window (at least 0.25 s, at most 2 s).
+The per-channel pace (`SLACK_POST_INTERVAL`, one post per interval) is leased one at a time,
+after the team's permit so that only the call itself follows it, with a hold of a quarter of
+the interval: what a busy replica's call may lose on its way to Slack must stay within the
+hold, or two replicas' posts land in one interval. A 429 reaches the other replicas through the
+database: a permit another process leased just before may still be used within its hold — at
+most a tenth of the limit, for at most 2 s.
 
 A call that finds no permit is promised a slot of its own (migration 0020): the next one that
 no caller as urgent or more was promised, so callers turned away come back one per freeing
@@ -39,8 +42,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from bot.outbox.dispatcher import RetryLater, current_item
 from bot.runtime.metrics import Metrics
@@ -52,6 +56,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "POST_MESSAGE",
     "Limit",
+    "Permit",
     "SlackBudget",
     "limits_with",
 ]
@@ -60,6 +65,7 @@ log = logging.getLogger(__name__)
 
 POST_MESSAGE = "chat.postMessage"
 CHANNEL_SCOPE = "chat.postMessage/channel"  # the metrics label of the per-channel pace
+_KEEP_HELD = 10_000  # budgets this process keeps in memory before it forgets the idle ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +112,34 @@ def pace_hold(interval: float) -> float:
     return interval * 0.25
 
 
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """A permit taken from the (team, scope) budget `key`: its entry in the ledger, when this
+    process asked for it (monotonic) and how long it may wait for its call."""
+
+    key: tuple[str, str]
+    counted_until: datetime
+    asked: float
+    hold: float
+
+    @property
+    def expires(self) -> float:
+        return self.asked + self.hold
+
+
 @dataclass(slots=True)
 class _Held:
-    """Permits of one (team, scope) this process leased and has not used yet."""
+    """This process's side of one (team, scope) budget: permits leased and not used yet, and
+    the calls Slack answered since this process last asked the ledger."""
 
-    expiries: collections.deque[float] = field(default_factory=collections.deque)
+    answered: collections.deque[queries.Answered]
+    permits: collections.deque[Permit] = field(default_factory=collections.deque)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.waiting or self.lock.locked() or self.permits or self.answered)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -126,33 +153,53 @@ class SlackBudget:
     max_wait: float = 1.0
     _held: dict[tuple[str, str], _Held] = field(default_factory=dict)
 
-    async def permit(self, team: str, method: str, *, channel: str | None = None) -> None:
-        """Return when a call of `method` for `team` (posting to `channel`) is within every
-        budget; raises RetryLater (quiet) when the wait would be longer than `max_wait`."""
+    async def permit(
+        self, team: str, method: str, *, channel: str | None = None
+    ) -> tuple[Permit, ...]:
+        """Return the permits of a call of `method` for `team` (posting to `channel`) once it
+        is within every budget; raises RetryLater (quiet) when the wait would be longer than
+        `max_wait`. Report the call's answer with `answered()`."""
+        taken: list[Permit] = []
         limit = self.limits.get(method)
-        team_permit = None
         if limit is not None:
-            team_permit = await self._take(team, method, limit, label=method, hold=hold_for(limit))
+            taken.append(await self._take(team, method, limit, label=method, hold=hold_for(limit)))
         if method == POST_MESSAGE and channel:
             # Last, so that nothing but the call itself stands between this permit, with its
             # short hold, and Slack's clock.
             pace = Limit(1, self.post_interval)
             hold = pace_hold(self.post_interval)
             try:
-                await self._take(team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold)
+                taken.append(
+                    await self._take(
+                        team, f"channel:{channel}", pace, label=CHANNEL_SCOPE, hold=hold
+                    )
+                )
             except RetryLater:
                 # The channel is not ready: the team's permit goes back for the next caller
                 # (a burst to one channel must not spend the team's cap one pace at a time).
-                if team_permit is not None and team_permit > time.monotonic():
-                    self._held[(team, method)].expiries.appendleft(team_permit)
+                if taken and taken[0].expires > time.monotonic():
+                    self._held[(team, method)].permits.appendleft(taken[0])
                 raise
+        return tuple(taken)
+
+    def answered(self, permits: Sequence[Permit]) -> None:
+        """Slack answered the call `permits` were taken for, so it had received it: each counts
+        until now rather than until its hold ends. The ledger learns it with this process's
+        next ask of that budget (migration 0021), which adds no round trip."""
+        now = time.monotonic()
+        for permit in permits:
+            early = permit.expires - now
+            held = self._held.get(permit.key)
+            if early > 0 and held is not None:
+                at = permit.counted_until - timedelta(seconds=early)
+                held.answered.append(queries.Answered(permit.counted_until, at))
 
     async def ratelimited(self, team: str, method: str, retry_after: float) -> None:
         """Slack answered 429: block (team, method) for every replica for `retry_after`."""
         self.metrics.slack_ratelimited.labels(method).inc()
         held = self._held.get((team, method))
         if held is not None:
-            held.expiries.clear()
+            held.permits.clear()
         try:
             async with self.pool.acquire() as conn:
                 await queries.block(conn, team, method, retry_after)
@@ -162,28 +209,31 @@ class SlackBudget:
                 extra={"event": "slack.block_failed", "error": type(exc).__name__},
             )
 
-    async def _take(self, team: str, scope: str, limit: Limit, *, label: str, hold: float) -> float:
-        """A permit of (team, scope); returns until when it may be used."""
-        held = self._held.setdefault((team, scope), _Held())
+    async def _take(
+        self, team: str, scope: str, limit: Limit, *, label: str, hold: float
+    ) -> Permit:
+        """A permit of (team, scope)."""
+        held = self._held_of((team, scope), limit)
         item = current_item.get()
         waited = False
         deadline = time.monotonic() + self.max_wait
         while True:
-            if (expiry := self._use_held(held)) is not None:
-                return expiry
+            if (permit := self._use_held(held)) is not None:
+                return permit
             held.waiting += 1
             try:
                 async with held.lock:
-                    if (expiry := self._use_held(held)) is not None:
-                        return expiry
+                    if (permit := self._use_held(held)) is not None:
+                        return permit
                     want = max(1, min(held.waiting, limit.count // 10))
                     asked = time.monotonic()
-                    lease = await self._lease(team, scope, limit, hold, want, item)
+                    lease = await self._lease(team, scope, limit, hold, want, item, held)
                     wait = max(lease.wait, 0.01)
-                    if lease.granted:
+                    if lease.granted and lease.counted_until is not None:
                         self.metrics.slack_permits.labels(label).inc(lease.granted)
-                        held.expiries.extend([asked + hold] * (lease.granted - 1))
-                        return asked + hold
+                        permit = Permit((team, scope), lease.counted_until, asked, hold)
+                        held.permits.extend([permit] * (lease.granted - 1))
+                        return permit
             finally:
                 held.waiting -= 1
             if not waited:
@@ -195,12 +245,23 @@ class SlackBudget:
                 raise RetryLater(f"slack budget: {label} for {team}", delay=early, quiet=True)
             await asyncio.sleep(wait)
 
+    def _held_of(self, key: tuple[str, str], limit: Limit) -> _Held:
+        held = self._held.get(key)
+        if held is None:
+            if len(self._held) >= _KEEP_HELD:
+                # One per channel posted to would add up: forget the budgets with nothing
+                # pending here (the ledger has them).
+                self._held = {k: h for k, h in self._held.items() if not h.idle}
+            # Only the last `count` answers can matter to the window.
+            held = self._held[key] = _Held(collections.deque(maxlen=limit.count))
+        return held
+
     @staticmethod
-    def _use_held(held: _Held) -> float | None:
+    def _use_held(held: _Held) -> Permit | None:
         now = time.monotonic()
-        while held.expiries and held.expiries[0] <= now:
-            held.expiries.popleft()
-        return held.expiries.popleft() if held.expiries else None
+        while held.permits and held.permits[0].expires <= now:
+            held.permits.popleft()
+        return held.permits.popleft() if held.permits else None
 
     async def _lease(
         self,
@@ -210,7 +271,10 @@ class SlackBudget:
         hold: float,
         want: int,
         item: OutboxItem | None,
+        held: _Held,
     ) -> queries.Lease:
+        answered = list(held.answered)
+        held.answered.clear()  # lost if the ask fails: the permits then count their whole hold
         try:
             async with self.pool.acquire() as conn:
                 return await queries.take(
@@ -218,10 +282,12 @@ class SlackBudget:
                     team,
                     scope,
                     count=limit.count,
-                    window=limit.seconds + hold,
+                    seconds=limit.seconds,
+                    hold=hold,
                     want=want,
                     priority=0 if item is None else item.priority,
                     item=None if item is None else item.id,
+                    answered=answered,
                 )
         except DATABASE_ERRORS as exc:
             raise RetryLater(f"slack budget unavailable: {type(exc).__name__}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -326,6 +327,83 @@ async def test_a_post_its_channel_is_not_ready_for_gives_the_teams_permit_back(
         await budget.permit(TEAM, "chat.postMessage", channel="C0THIRD")
 
 
+async def _ledger(pool: asyncpg.Pool, scope: str) -> list[datetime]:
+    async with pool.acquire() as conn:
+        granted: list[datetime] = await conn.fetchval(
+            "SELECT granted FROM slack_budgets WHERE team = $1 AND scope = $2", TEAM, scope
+        )
+    return granted
+
+
+async def test_a_permit_counts_until_its_calls_answer_once_that_is_reported(
+    pool: asyncpg.Pool,
+) -> None:
+    # One call per 60 s, a 30 s hold: granted, the permit counts for 90 s. Its call answered
+    # 1 s after the grant, it counts until then: the next frees about a hold sooner. An answer
+    # reported later than the entry, or for no entry of the ledger, changes nothing.
+    async def take(scope: str, *answered: egress_store.Answered) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(
+                conn, TEAM, scope, count=1, seconds=60.0, hold=30.0, want=1, answered=answered
+            )
+
+    for scope in ("w1", "w2"):
+        assert (await take(scope)).granted == 1
+    [was] = await _ledger(pool, "w1")
+    later = egress_store.Answered(was, was + timedelta(seconds=5))
+    unknown = egress_store.Answered(was - timedelta(seconds=7), was - timedelta(seconds=29))
+    assert 89 < (await take("w1", later, unknown)).wait <= 90
+    assert await _ledger(pool, "w1") == [was]
+
+    [was] = await _ledger(pool, "w2")
+    sooner = egress_store.Answered(was, was - timedelta(seconds=29))
+    assert 60 < (await take("w2", sooner)).wait <= 61
+    assert await _ledger(pool, "w2") == [was - timedelta(seconds=29)]
+
+
+async def test_a_channel_s_next_post_counts_from_the_last_ones_answer(
+    pool: asyncpg.Pool,
+) -> None:
+    # The process reports the answer with its next ask of the channel's budget (no round trip
+    # of its own): the ledger's entry moves from the grant plus the hold (a quarter of the
+    # pace) to no later than the answer.
+    budget = SlackBudget(pool=pool, metrics=Metrics(), post_interval=60.0, max_wait=0.01)
+    scope = "channel:C0ANSWERED"
+    permits = await budget.permit(TEAM, "chat.postMessage", channel="C0ANSWERED")
+    channel = next(p for p in permits if p.key == (TEAM, scope))
+    async with pool.acquire() as conn:
+        answered_by = await conn.fetchval("SELECT clock_timestamp()")
+    budget.answered(permits)
+    assert await _ledger(pool, scope) == [channel.counted_until]  # not reported yet
+    with pytest.raises(RetryLater):
+        await budget.permit(TEAM, "chat.postMessage", channel="C0ANSWERED")
+    [entry] = await _ledger(pool, scope)
+    assert entry < channel.counted_until - timedelta(seconds=14)  # the hold is 15 s
+    assert entry >= answered_by - timedelta(seconds=1)
+
+
+async def test_the_previous_versions_call_of_the_budget_still_works(pool: asyncpg.Pool) -> None:
+    # During a rolling update, processes of the previous version ask with their window (which
+    # includes their hold) and no answers; they are granted and turned away as before.
+    async def old_take() -> tuple[int, float]:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT granted, wait FROM taskjuice_slack_permits($1, $2, $3, $4, $5, $6, $7)",
+                TEAM,
+                "v",
+                1,
+                61.2,
+                1,
+                0,
+                None,
+            )
+        return row["granted"], row["wait"]
+
+    assert (await old_take())[0] == 1
+    granted, wait = await old_take()
+    assert granted == 0 and 61 < wait <= 61.2
+
+
 async def test_callers_turned_away_are_promised_slots_one_each_urgent_ones_first(
     pool: asyncpg.Pool,
 ) -> None:
@@ -336,11 +414,12 @@ async def test_callers_turned_away_are_promised_slots_one_each_urgent_ones_first
     async def take(priority: int, item: int | None = None) -> egress_store.Lease:
         async with pool.acquire() as conn:
             return await egress_store.take(
-                conn, TEAM, "x", count=2, window=60.0, want=1, priority=priority, item=item
+                conn, TEAM, "x", count=2, seconds=60.0, want=1, priority=priority, item=item
             )
 
     async with pool.acquire() as conn:
-        assert (await egress_store.take(conn, TEAM, "x", count=2, window=60.0, want=2)).granted == 2
+        spent = await egress_store.take(conn, TEAM, "x", count=2, seconds=60.0, want=2)
+        assert spent.granted == 2
     updates = [await take(2, item=n) for n in (1, 2, 3)]
     assert [lease.granted for lease in updates] == [0, 0, 0]
     assert [round(lease.wait) for lease in updates] == [60, 60, 120]
@@ -364,7 +443,7 @@ async def test_a_caller_granted_before_its_slot_gives_the_slot_up(pool: asyncpg.
     # budget needs.
     async def take(item: int) -> egress_store.Lease:
         async with pool.acquire() as conn:
-            return await egress_store.take(conn, TEAM, "z", count=1, window=1.0, want=1, item=item)
+            return await egress_store.take(conn, TEAM, "z", count=1, seconds=1.0, want=1, item=item)
 
     assert (await take(0)).granted == 1
     first, second = await take(1), await take(2)
@@ -383,13 +462,13 @@ async def test_a_permit_free_when_asked_is_granted_whatever_was_promised(
 ) -> None:
     # A promise is advice: once a slot frees, whoever asks first gets it.
     async with pool.acquire() as conn:
-        first = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+        first = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
         assert first.granted == 1
-        turned_away = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+        turned_away = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
         assert turned_away.granted == 0 and 0 < turned_away.wait <= 0.3
 
         async def granted_now() -> bool:
-            lease = await egress_store.take(conn, TEAM, "y", count=1, window=0.3, want=1)
+            lease = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
             return lease.granted == 1
 
         await eventually(granted_now, timeout=5)
