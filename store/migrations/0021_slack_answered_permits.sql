@@ -1,4 +1,5 @@
--- A permit counts until Slack answered its call, when that is sooner than its hold's end.
+-- A permit counts until Slack answered its call, when that is sooner than its hold's end; and
+-- the caller first in line need not wait for its promised slot when a permit frees before it.
 --
 -- Until now the ledger kept when each permit was granted and counted it over the window plus
 -- the permit's hold (how long a leased permit may wait for its call): a call may leave up to a
@@ -9,7 +10,10 @@
 -- that made the call reports it (with its next ask of that budget, so no round trip is
 -- added). A permit then frees a window after that time: a Tier 3 minute's second fifty calls
 -- start about a hold (1.2 s) sooner, and a channel's next post a quarter of a pace sooner,
--- with the same guarantee — no `count` calls reach Slack within any window of `seconds`.
+-- with the same guarantee — no `count` calls reach Slack within any window of `seconds`. A
+-- slot promised before such answers were reported may lie later than the permit it waits for
+-- now frees: the caller first in line then comes for that permit (the next post to a channel,
+-- say, one interval after the last one's answer rather than after its grant and hold).
 --
 -- The ledger's entries were grant times: each is moved to the end of the longest hold (2 s),
 -- which is never sooner than it counted before.
@@ -75,8 +79,14 @@ BEGIN
         kept := kept || array_fill(counted_until, ARRAY[granted]);
         wait := 0;
     ELSIF mine IS NOT NULL THEN
-        -- back early for its slot: it is still the caller's
+        -- Back early for its slot: it is still the caller's. First in line, it need not wait
+        -- past the next permit to free, which answers reported since the promise may have
+        -- brought before the slot.
         wait := extract(epoch FROM mine - at);
+        IF NOT EXISTS (SELECT FROM unnest(ahead) AS a(slot) WHERE a.slot < mine) THEN
+            wait := greatest(0, least(wait, extract(epoch FROM
+                kept[cardinality(kept) - p_count + 1] + make_interval(secs => p_seconds) - at)));
+        END IF;
     ELSE
         -- The schedule so far: the permits in the window, then the slots promised to callers
         -- at least as urgent (each counting a hold past its slot); the next slot frees a window

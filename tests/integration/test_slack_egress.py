@@ -361,6 +361,34 @@ async def test_a_permit_counts_until_its_calls_answer_once_that_is_reported(
     assert await _ledger(pool, "w2") == [was - timedelta(seconds=29)]
 
 
+async def test_the_first_in_line_comes_for_a_permit_an_answer_frees_before_its_slot(
+    pool: asyncpg.Pool,
+) -> None:
+    # Items 1 and 2 were promised slots while the one permit counted its whole hold (90 s,
+    # then 180 s). Once its call's answer is reported, the permit frees at 61 s: item 1, first
+    # in line, is told to come then; item 2, behind it, keeps its slot.
+    async def take(item: int | None, *answered: egress_store.Answered) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(
+                conn,
+                TEAM,
+                "f",
+                count=1,
+                seconds=60.0,
+                hold=30.0,
+                want=1,
+                item=item,
+                answered=answered,
+            )
+
+    assert (await take(None)).granted == 1
+    assert 89 < (await take(1)).wait <= 90
+    assert 179 < (await take(2)).wait <= 180
+    [was] = await _ledger(pool, "f")
+    assert 60 < (await take(1, egress_store.Answered(was, was - timedelta(seconds=29)))).wait <= 61
+    assert 179 < (await take(2)).wait <= 180
+
+
 async def test_a_channel_s_next_post_counts_from_the_last_ones_answer(
     pool: asyncpg.Pool,
 ) -> None:
