@@ -9,7 +9,8 @@ replicas, the lookup is claimed in the database first (`slack_lookups`): the cal
 the claim calls Slack and caches the answer; callers on other replicas go back to the outbox
 until the claim ends, and find the cache when they come back. A claim whose holder waits for
 the team's budget lasts as long as that wait, and is the holder's again when it comes back
-for its slot (the claim is made in the outbox item's name); a claim whose holder died lapses.
+for its slot (the claim is made in the outbox item's name, and lasts a few seconds past the
+slot, so a holder that comes back late still finds it); a claim whose holder died lapses.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ __all__ = ["CLAIM_SECONDS", "TURN_WAIT", "Lookups"]
 CLAIM_SECONDS = 3.0
 # How long a caller waits for its turn in this process before going back to the outbox.
 TURN_WAIT = 1.0
-# Other replicas look again this often while a call is under way, and this long after a
-# holder waiting for the budget is due to call.
+# Other replicas look again this often while a call is under way.
 AFTER_HOLDER = 0.5
+# A holder waiting for the budget keeps its claim this long past the moment it is due back
+# (half a second before its slot): a busy replica may take a while to bring it back, and
+# another caller that took the claim over meanwhile would be a newcomer to the budget, placed
+# behind every slot already promised — for a Tier 3 method, the next minute.
+HOLDER_GRACE = AFTER_HOLDER + CLAIM_SECONDS
 
 
 @dataclass(slots=True)
@@ -85,16 +90,19 @@ class Lookups:
         async with self.pool.acquire() as conn:
             left = await store.claim_lookup(conn, team_id, key, token, CLAIM_SECONDS)
         if left > 0:
-            # A claim longer than a call's is a holder waiting for the budget: come back
-            # after it.
-            delay = left if left > CLAIM_SECONDS else min(left, AFTER_HOLDER)
+            # A claim longer than a call's is a holder waiting for the budget, due back
+            # HOLDER_GRACE before the claim ends and calling half a second later: come back
+            # then (and every half second while its call is under way).
+            delay = min(left, AFTER_HOLDER)
+            if left > CLAIM_SECONDS:
+                delay = max(delay, left - HOLDER_GRACE + AFTER_HOLDER)
             raise RetryLater(f"slack: {key} is being looked up", delay=delay, quiet=True)
         try:
             yield
         except RetryLater as exc:
             if exc.quiet and exc.delay is not None:  # waiting for the budget: so does the claim
                 async with self.pool.acquire() as conn:
-                    await store.extend_lookup(conn, team_id, key, token, exc.delay + AFTER_HOLDER)
+                    await store.extend_lookup(conn, team_id, key, token, exc.delay + HOLDER_GRACE)
                 raise
             await self._release(team_id, key, token)
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,15 +18,16 @@ import pytest
 
 from bot.devkit.slack_api import Fault, SlackApiDouble
 from bot.errors import SettingsError
-from bot.outbox.dispatcher import RetryLater
+from bot.outbox.dispatcher import RetryLater, current_item
 from bot.runtime.config import load_settings
 from bot.runtime.keys import METRICS, POOL
 from bot.runtime.metrics import Metrics
 from bot.slack.egress import Limit, SlackBudget
-from bot.slack.lookups import Lookups
+from bot.slack.lookups import CLAIM_SECONDS, Lookups
 from store import egress as egress_store
 from store import outbox
 from store import slack as slack_store
+from store.outbox import OutboxItem
 from tests.conftest import (
     CallbackReceiver,
     Service,
@@ -511,6 +512,43 @@ async def test_an_item_that_kept_a_lookup_claim_while_it_waited_has_it_again(
         assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:7", 30.0) == 0
         assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:8", 3.0) > 20
         assert await slack_store.claim_lookup(conn, TEAM, "email:z", "item:7", 3.0) == 0
+
+
+async def test_a_holder_waiting_for_the_budget_keeps_its_claim_past_its_return(
+    pool: asyncpg.Pool,
+) -> None:
+    # The holder goes back to the outbox, due 5 s from now (half a second before its slot). A
+    # busy replica may bring it back late: another item must not take the claim over the
+    # moment it is due, or it would join the budget's line behind every promised slot.
+    lookups = Lookups(pool)
+    holder = OutboxItem(
+        id=41,
+        kind="slack.post",
+        task_id=None,
+        payload={},
+        message_id="m41",
+        attempts=1,
+        created_at=datetime.now(UTC),
+    )
+
+    async def wait_for_budget() -> None:
+        current_item.set(holder)  # this task's item only
+        async with lookups.one(TEAM, "email:late@acme.test"):
+            raise RetryLater("slack budget", delay=5.0, quiet=True)
+
+    with pytest.raises(RetryLater):
+        await asyncio.create_task(wait_for_budget())
+    # Another item comes back at the holder's slot (due back in 5 s, slot half a second
+    # later), not when the claim ends.
+    with pytest.raises(RetryLater) as behind:
+        async with lookups.one(TEAM, "email:late@acme.test"):
+            raise AssertionError("the claim is the holder's")
+    assert behind.value.delay is not None and 5.0 < behind.value.delay <= 5.5
+    key = "email:late@acme.test"
+    async with pool.acquire() as conn:
+        left = await slack_store.claim_lookup(conn, TEAM, key, "item:42", 3.0)
+        assert left > 5.0 + CLAIM_SECONDS  # another item comes back well after the holder
+        assert await slack_store.claim_lookup(conn, TEAM, key, "item:41", 3.0) == 0
 
 
 async def test_a_lookup_claimed_by_a_transaction_not_yet_committed_is_not_claimed_twice(
