@@ -1,5 +1,6 @@
--- A permit counts until Slack answered its call, when that is sooner than its hold's end; and
--- the caller first in line need not wait for its promised slot when a permit frees before it.
+-- A permit counts until Slack answered its call, when that is sooner than its hold's end; the
+-- caller first in line need not wait for its promised slot when a permit frees before it; and
+-- a caller back after its slot is not sent to the end of the line.
 --
 -- Until now the ledger kept when each permit was granted and counted it over the window plus
 -- the permit's hold (how long a leased permit may wait for its call): a call may leave up to a
@@ -14,6 +15,11 @@
 -- slot promised before such answers were reported may lie later than the permit it waits for
 -- now frees: the caller first in line then comes for that permit (the next post to a channel,
 -- say, one interval after the last one's answer rather than after its grant and hold).
+--
+-- A promised caller can come back after its slot (a busy process brings its item back late),
+-- and find the permit taken. It was placed behind every promise still ahead, as a newcomer:
+-- for a Tier 3 method in its second minute, that is the third minute. Promises are now kept
+-- for 10 s past their slot, and a caller back late goes before the promises of its own urgency.
 --
 -- The ledger's entries were grant times: each is moved to the end of the longest hold (2 s),
 -- which is never sooner than it counted before.
@@ -35,10 +41,12 @@ DECLARE
     at timestamptz;
     counted timestamptz[];
     kept timestamptz[];
+    promises timestamptz[];
+    promises_priority smallint[];
+    promises_to bigint[];
     ahead timestamptz[];
-    ahead_priority smallint[];
-    ahead_to bigint[];
     mine timestamptz;
+    late boolean;
     line timestamptz[];
     slot timestamptz;
     n integer;
@@ -66,14 +74,20 @@ BEGIN
     FROM unnest(budget.promised, budget.promised_to) AS p(slot, item)
     WHERE p.slot > at AND p.item = p_item;
     granted := greatest(0, least(want, p_count - cardinality(kept)));
-    -- the promises still ahead, less the caller's own when it is granted a permit now
+    -- The promises still ahead, and those passed less than 10 s ago (their callers may yet
+    -- come back late); less the caller's own when it is granted a permit now.
     SELECT coalesce(array_agg(p.slot ORDER BY p.slot), '{}'),
            coalesce(array_agg(p.priority ORDER BY p.slot), '{}'),
            coalesce(array_agg(p.item ORDER BY p.slot), '{}')
-    INTO ahead, ahead_priority, ahead_to
+    INTO promises, promises_priority, promises_to
     FROM unnest(budget.promised, budget.promised_priority, budget.promised_to)
          AS p(slot, priority, item)
-    WHERE p.slot > at AND (granted = 0 OR p_item IS NULL OR p.item IS DISTINCT FROM p_item);
+    WHERE p.slot > at - interval '10 seconds'
+      AND (granted = 0 OR p_item IS NULL OR p.item IS DISTINCT FROM p_item);
+    ahead := ARRAY(SELECT s FROM unnest(promises) AS s WHERE s > at ORDER BY s);
+    late := mine IS NULL AND p_item IS NOT NULL AND EXISTS (
+        SELECT FROM unnest(promises, promises_to) AS p(slot, item)
+        WHERE p.item = p_item AND p.slot <= at);
     IF granted > 0 THEN
         counted_until := at + make_interval(secs => p_hold);
         kept := kept || array_fill(counted_until, ARRAY[granted]);
@@ -90,19 +104,28 @@ BEGIN
     ELSE
         -- The schedule so far: the permits in the window, then the slots promised to callers
         -- at least as urgent (each counting a hold past its slot); the next slot frees a window
-        -- after the one `p_count` back.
+        -- after the one `p_count` back. A caller whose slot passed before it came back, the
+        -- permit gone to another, goes before the promises of its own urgency rather than
+        -- behind them all (for a Tier 3 method, the next minute): a caller promised the
+        -- permit it then takes is late in turn and takes the next; each loses a slot, none a
+        -- window.
         line := ARRAY(SELECT x FROM (
                           SELECT g AS x FROM unnest(kept) AS g
                           UNION ALL
                           SELECT p.slot + make_interval(secs => p_hold)
-                          FROM unnest(ahead, ahead_priority) AS p(slot, priority)
-                          WHERE p.priority <= p_priority) AS l
+                          FROM unnest(promises, promises_priority) AS p(slot, priority)
+                          WHERE p.slot > at AND (p.priority < p_priority
+                                                 OR (p.priority = p_priority AND NOT late))) AS l
                       ORDER BY x);
         slot := line[cardinality(line) - p_count + 1] + make_interval(secs => p_seconds);
-        IF cardinality(ahead) < 2 * p_count THEN
-            ahead := ahead || slot;
-            ahead_priority := ahead_priority || p_priority;
-            ahead_to := ahead_to || p_item;
+        IF late OR cardinality(ahead) < 2 * p_count THEN
+            SELECT coalesce(array_agg(p.slot ORDER BY p.slot), '{}'),
+                   coalesce(array_agg(p.priority ORDER BY p.slot), '{}'),
+                   coalesce(array_agg(p.item ORDER BY p.slot), '{}')
+            INTO promises, promises_priority, promises_to
+            FROM unnest(promises || slot, promises_priority || p_priority,
+                        promises_to || p_item) AS p(slot, priority, item)
+            WHERE p.slot > at OR p.item IS DISTINCT FROM p_item;  -- the one it missed goes
         ELSE
             -- beyond the promises kept: back somewhere in the window after the last, spread
             -- out, to be promised a slot then
@@ -111,8 +134,8 @@ BEGIN
         wait := greatest(0, extract(epoch FROM slot - at));
     END IF;
     UPDATE slack_budgets
-    SET granted = kept, promised = ahead, promised_priority = ahead_priority,
-        promised_to = ahead_to
+    SET granted = kept, promised = promises, promised_priority = promises_priority,
+        promised_to = promises_to
     WHERE team = p_team AND scope = p_scope;
 END
 $$;

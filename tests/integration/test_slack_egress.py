@@ -390,6 +390,31 @@ async def test_the_first_in_line_comes_for_a_permit_an_answer_frees_before_its_s
     assert 179 < (await take(2)).wait <= 180
 
 
+async def test_a_caller_back_after_its_slot_is_placed_at_the_next_permit_not_a_window_on(
+    pool: asyncpg.Pool,
+) -> None:
+    # One call per 2 s. Items 1, 2 and 3 are promised the next three slots. Item 1 comes back
+    # late: its permit went to a newcomer meanwhile. Placed behind the promises of items 2 and
+    # 3 it would wait three windows; it is promised the next permit to free instead.
+    async def take(item: int | None) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(
+                conn, TEAM, "late", count=1, seconds=2.0, want=1, priority=1, item=item
+            )
+
+    assert (await take(None)).granted == 1
+    assert [(await take(n)).granted for n in (1, 2, 3)] == [0, 0, 0]
+
+    async def newcomer_granted() -> bool:
+        return (await take(9)).granted == 1
+
+    await eventually(newcomer_granted, timeout=10)
+    late = await take(1)
+    assert late.granted == 0 and late.wait <= 2.0
+    again = await take(1)  # its new slot is its own
+    assert again.granted == 0 and abs(again.wait - late.wait) < 0.5
+
+
 async def test_a_channel_s_next_post_counts_from_the_last_ones_answer(
     pool: asyncpg.Pool,
 ) -> None:
