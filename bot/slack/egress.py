@@ -33,7 +33,10 @@ within `max_wait`; otherwise the item goes back to the outbox, due half a second
 slot (`RetryLater`, not counted as an attempt), so a team that has spent its budget never
 holds the dispatcher's slots. The slot is promised to the outbox item, so it is still the
 item's when it comes back, on whichever replica. A promise is advice, not a reservation: a
-permit free when asked for is granted.
+permit free when asked for is granted. Once answers reported since a promise free a permit
+before the slot, the caller first in line comes for that permit; a caller back after its slot
+(a busy process brings items back late) that finds its permit taken goes before the promises
+of its own urgency, not behind them all (migration 0021).
 """
 
 from __future__ import annotations
