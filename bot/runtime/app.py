@@ -283,6 +283,7 @@ def _slack(
     client = AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
+        session=session,  # one HTTP session, its connections kept, rather than one per call
         timeout=10,
         retry_handlers=[],  # the outbox owns retries, so a blind retry never posts twice
     )
