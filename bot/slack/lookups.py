@@ -90,12 +90,12 @@ class Lookups:
         async with self.pool.acquire() as conn:
             left = await store.claim_lookup(conn, team_id, key, token, CLAIM_SECONDS)
         if left > 0:
-            # A claim longer than a call's is a holder waiting for the budget, due back
-            # HOLDER_GRACE before the claim ends and calling half a second later: come back
-            # then (and every half second while its call is under way).
-            delay = min(left, AFTER_HOLDER)
             if left > CLAIM_SECONDS:
-                delay = max(delay, left - HOLDER_GRACE + AFTER_HOLDER)
+                # A holder waiting for the budget, due back HOLDER_GRACE before the claim ends
+                # and calling half a second later: come back then.
+                delay = max(AFTER_HOLDER, left - HOLDER_GRACE + AFTER_HOLDER)
+            else:  # a call under way: look again shortly
+                delay = min(left, AFTER_HOLDER)
             raise RetryLater(f"slack: {key} is being looked up", delay=delay, quiet=True)
         try:
             yield

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -328,6 +328,36 @@ async def test_a_post_its_channel_is_not_ready_for_gives_the_teams_permit_back(
         await budget.permit(TEAM, "chat.postMessage", channel="C0THIRD")
 
 
+Ask = Callable[..., Awaitable[egress_store.Lease]]
+
+
+def _budget(pool: asyncpg.Pool, scope: str, *, count: int, seconds: float, hold: float = 0) -> Ask:
+    """Asks of the (TEAM, `scope`) budget as a process makes them: `ask(item, *answered,
+    priority=…, want=…)`."""
+
+    async def ask(
+        item: int | None = None,
+        *answered: egress_store.Answered,
+        priority: int = 0,
+        want: int = 1,
+    ) -> egress_store.Lease:
+        async with pool.acquire() as conn:
+            return await egress_store.take(
+                conn,
+                TEAM,
+                scope,
+                count=count,
+                seconds=seconds,
+                hold=hold,
+                want=want,
+                priority=priority,
+                item=item,
+                answered=answered,
+            )
+
+    return ask
+
+
 async def _ledger(pool: asyncpg.Pool, scope: str) -> list[datetime]:
     async with pool.acquire() as conn:
         granted: list[datetime] = await conn.fetchval(
@@ -342,23 +372,18 @@ async def test_a_permit_counts_until_its_calls_answer_once_that_is_reported(
     # One call per 60 s, a 30 s hold: granted, the permit counts for 90 s. Its call answered
     # 1 s after the grant, it counts until then: the next frees about a hold sooner. An answer
     # reported later than the entry, or for no entry of the ledger, changes nothing.
-    async def take(scope: str, *answered: egress_store.Answered) -> egress_store.Lease:
-        async with pool.acquire() as conn:
-            return await egress_store.take(
-                conn, TEAM, scope, count=1, seconds=60.0, hold=30.0, want=1, answered=answered
-            )
-
-    for scope in ("w1", "w2"):
-        assert (await take(scope)).granted == 1
+    w1, w2 = (_budget(pool, scope, count=1, seconds=60.0, hold=30.0) for scope in ("w1", "w2"))
+    for take in (w1, w2):
+        assert (await take()).granted == 1
     [was] = await _ledger(pool, "w1")
     later = egress_store.Answered(was, was + timedelta(seconds=5))
     unknown = egress_store.Answered(was - timedelta(seconds=7), was - timedelta(seconds=29))
-    assert 89 < (await take("w1", later, unknown)).wait <= 90
+    assert 89 < (await w1(None, later, unknown)).wait <= 90
     assert await _ledger(pool, "w1") == [was]
 
     [was] = await _ledger(pool, "w2")
     sooner = egress_store.Answered(was, was - timedelta(seconds=29))
-    assert 60 < (await take("w2", sooner)).wait <= 61
+    assert 60 < (await w2(None, sooner)).wait <= 61
     assert await _ledger(pool, "w2") == [was - timedelta(seconds=29)]
 
 
@@ -368,19 +393,7 @@ async def test_the_first_in_line_comes_for_a_permit_an_answer_frees_before_its_s
     # Items 1 and 2 were promised slots while the one permit counted its whole hold (90 s,
     # then 180 s). Once its call's answer is reported, the permit frees at 61 s: item 1, first
     # in line, is told to come then; item 2, behind it, keeps its slot.
-    async def take(item: int | None, *answered: egress_store.Answered) -> egress_store.Lease:
-        async with pool.acquire() as conn:
-            return await egress_store.take(
-                conn,
-                TEAM,
-                "f",
-                count=1,
-                seconds=60.0,
-                hold=30.0,
-                want=1,
-                item=item,
-                answered=answered,
-            )
+    take = _budget(pool, "f", count=1, seconds=60.0, hold=30.0)
 
     assert (await take(None)).granted == 1
     assert 89 < (await take(1)).wait <= 90
@@ -396,22 +409,18 @@ async def test_a_caller_back_after_its_slot_is_placed_at_the_next_permit_not_a_w
     # One call per 2 s. Items 1, 2 and 3 are promised the next three slots. Item 1 comes back
     # late: its permit went to a newcomer meanwhile. Placed behind the promises of items 2 and
     # 3 it would wait three windows; it is promised the next permit to free instead.
-    async def take(item: int | None) -> egress_store.Lease:
-        async with pool.acquire() as conn:
-            return await egress_store.take(
-                conn, TEAM, "late", count=1, seconds=2.0, want=1, priority=1, item=item
-            )
+    take = _budget(pool, "late", count=1, seconds=2.0)
 
-    assert (await take(None)).granted == 1
-    assert [(await take(n)).granted for n in (1, 2, 3)] == [0, 0, 0]
+    assert (await take(None, priority=1)).granted == 1
+    assert [(await take(n, priority=1)).granted for n in (1, 2, 3)] == [0, 0, 0]
 
     async def newcomer_granted() -> bool:
-        return (await take(9)).granted == 1
+        return (await take(9, priority=1)).granted == 1
 
     await eventually(newcomer_granted, timeout=10)
-    late = await take(1)
+    late = await take(1, priority=1)
     assert late.granted == 0 and late.wait <= 2.0
-    again = await take(1)  # its new slot is its own
+    again = await take(1, priority=1)  # its new slot is its own
     assert again.granted == 0 and abs(again.wait - late.wait) < 0.5
 
 
@@ -465,27 +474,22 @@ async def test_callers_turned_away_are_promised_slots_one_each_urgent_ones_first
     # be sent back to the same freeing permit (one would win, two would go round again): they
     # are promised the next slots in turn, two at a minute and one at two minutes. A click's
     # private answer turned away after them is placed ahead of them all.
-    async def take(priority: int, item: int | None = None) -> egress_store.Lease:
-        async with pool.acquire() as conn:
-            return await egress_store.take(
-                conn, TEAM, "x", count=2, seconds=60.0, want=1, priority=priority, item=item
-            )
+    take = _budget(pool, "x", count=2, seconds=60.0)
 
-    async with pool.acquire() as conn:
-        spent = await egress_store.take(conn, TEAM, "x", count=2, seconds=60.0, want=2)
-        assert spent.granted == 2
-    updates = [await take(2, item=n) for n in (1, 2, 3)]
+    spent = await take(want=2)
+    assert spent.granted == 2
+    updates = [await take(n, priority=2) for n in (1, 2, 3)]
     assert [lease.granted for lease in updates] == [0, 0, 0]
     assert [round(lease.wait) for lease in updates] == [60, 60, 120]
-    urgent = await take(0)
+    urgent = await take(priority=0)
     assert urgent.granted == 0 and round(urgent.wait) == 60
     # The last update back early (on any replica) finds its slot still its own rather than
     # queue behind itself.
-    again = await take(2, item=3)
+    again = await take(3, priority=2)
     assert again.granted == 0 and round(again.wait) == 120
     # Two windows of promises are kept (four here); a newcomer beyond them is sent back at a
     # moment of the window after the last slot, and promised nothing yet.
-    newcomers = [await take(2, item=n) for n in (4, 5)]
+    newcomers = [await take(n, priority=2) for n in (4, 5)]
     assert all(120 <= lease.wait <= 181 for lease in newcomers)
     assert len({round(lease.wait, 3) for lease in newcomers}) == 2  # spread, not one moment
 
@@ -495,9 +499,7 @@ async def test_a_caller_granted_before_its_slot_gives_the_slot_up(pool: asyncpg.
     # never comes back, so item 2, asking early, gets the permit item 1 left. Its own slot
     # must leave the line with it, or the next caller would be placed a second later than the
     # budget needs.
-    async def take(item: int) -> egress_store.Lease:
-        async with pool.acquire() as conn:
-            return await egress_store.take(conn, TEAM, "z", count=1, seconds=1.0, want=1, item=item)
+    take = _budget(pool, "z", count=1, seconds=1.0)
 
     assert (await take(0)).granted == 1
     first, second = await take(1), await take(2)
@@ -515,17 +517,16 @@ async def test_a_permit_free_when_asked_is_granted_whatever_was_promised(
     pool: asyncpg.Pool,
 ) -> None:
     # A promise is advice: once a slot frees, whoever asks first gets it.
-    async with pool.acquire() as conn:
-        first = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
-        assert first.granted == 1
-        turned_away = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
-        assert turned_away.granted == 0 and 0 < turned_away.wait <= 0.3
+    take = _budget(pool, "y", count=1, seconds=0.3)
+    first = await take()
+    assert first.granted == 1
+    turned_away = await take()
+    assert turned_away.granted == 0 and 0 < turned_away.wait <= 0.3
 
-        async def granted_now() -> bool:
-            lease = await egress_store.take(conn, TEAM, "y", count=1, seconds=0.3, want=1)
-            return lease.granted == 1
+    async def granted_now() -> bool:
+        return (await take()).granted == 1
 
-        await eventually(granted_now, timeout=5)
+    await eventually(granted_now, timeout=5)
 
 
 async def test_an_item_that_kept_a_lookup_claim_while_it_waited_has_it_again(
