@@ -12,7 +12,6 @@ import asyncpg
 
 from bot.domain import Actor, NewApproval
 from bot.errors import Conflict, NotFound, ValidationFailed
-from bot.outbox import consequences
 from bot.people import Links, Person, same
 from bot.platform.schemas import MAX_EXPIRY_SECONDS
 from bot.task_view import TaskView
@@ -56,8 +55,10 @@ async def create(
     With an idempotency key, a retry of the same body returns the first response and creates
     nothing; the same key with another body is refused.
     """
-    async with pool.acquire() as conn, conn.transaction():
-        if idempotency_key is not None:
+    async with pool.acquire() as conn:
+        if idempotency_key is None:  # the task and its delivery are written in one statement
+            return await _create(conn, new), False
+        async with conn.transaction():
             earlier = await idempotency.claim(
                 conn, "approvals.create", idempotency_key, request_hash
             )
@@ -65,21 +66,23 @@ async def create(
                 if earlier.request_hash != request_hash:
                     raise Conflict("Idempotency-Key was already used with a different body.")
                 return earlier.response, True
-        first = new.tiers[0]
-        if first.expires_at is not None:
-            now = await conn.fetchval("SELECT now()")
-            if first.expires_at <= now:
-                raise ValidationFailed({"expires_at": "is in the past"})
-            if first.expires_at > now + timedelta(seconds=MAX_EXPIRY_SECONDS):
-                raise ValidationFailed({"expires_at": "is more than 30 days away"})
-        await _check_people(conn, new)
-        task_id = uuid.uuid4()
-        created = await tasks.insert(conn, task_id, new, content_hash(new))
-        await consequences.task_changed(conn, task_id, "created")
-        view = created.as_json()
-        if idempotency_key is not None:
+            view = await _create(conn, new)
             await idempotency.complete(conn, "approvals.create", idempotency_key, 201, view)
-        return view, False
+            return view, False
+
+
+async def _create(conn: asyncpg.Connection, new: NewApproval) -> dict[str, Any]:
+    """Check the request against the database, then write the task and queue its delivery."""
+    first = new.tiers[0]
+    if first.expires_at is not None:
+        now = await conn.fetchval("SELECT now()")
+        if first.expires_at <= now:
+            raise ValidationFailed({"expires_at": "is in the past"})
+        if first.expires_at > now + timedelta(seconds=MAX_EXPIRY_SECONDS):
+            raise ValidationFailed({"expires_at": "is more than 30 days away"})
+    await _check_people(conn, new)
+    created = await tasks.insert(conn, uuid.uuid4(), new, content_hash(new))
+    return created.as_json()
 
 
 async def get(pool: asyncpg.Pool, task_id: UUID) -> TaskView:
@@ -112,10 +115,15 @@ async def _check_people(conn: asyncpg.Connection, new: NewApproval) -> None:
     named = [a for tier in new.tiers for a in tier.approvers]
     if new.requested_by is not None:
         named.append(new.requested_by)
-    cached = await slack_store.links_among(
-        conn,
-        [a.slack_user_id for a in named if a.slack_user_id],
-        [a.email for a in named if a.email],
+    # One actor named has nobody to be the same as: the cache has nothing to tell.
+    cached = (
+        await slack_store.links_among(
+            conn,
+            [a.slack_user_id for a in named if a.slack_user_id],
+            [a.email for a in named if a.email],
+        )
+        if len(named) > 1
+        else []
     )
     links = Links.of([*cached, *((a.email, a.slack_user_id) for a in named)])
     requester = links.of_actor(new.requested_by) if not new.allow_self_approval else Person()

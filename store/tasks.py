@@ -107,8 +107,11 @@ def _requested_json(actor: Actor | None) -> dict[str, Any] | None:
 async def insert(
     conn: asyncpg.Connection, task_id: UUID, new: NewApproval, content_hash: str
 ) -> TaskView:
-    """Store a new task with every tier and approver in one statement; return its view (the
-    database clock decides its times; a task just written has no audit and no deliveries)."""
+    """Store a new task with every tier and approver, and queue the channels' refresh of it
+    (its `created` change), in one statement; return its view (the database clock decides
+    its times; a task just written has no audit and no deliveries).
+
+    One statement is atomic: a caller with nothing else to write needs no transaction."""
     first = new.tiers[0]
     people = [(i, a) for i, tier in enumerate(new.tiers) for a in tier.approvers]
     row = await conn.fetchrow(
@@ -134,6 +137,14 @@ async def insert(
             FROM unnest($22::integer[], $23::text[], $24::text[], $25::text[]) WITH ORDINALITY
                 AS p(tier, email, slack_user_id, slack_team_id, n)
             ORDER BY p.n
+        ), created AS (
+            -- Its turn is the task's workspace, named here rather than looked up again
+            -- by the outbox trigger.
+            INSERT INTO outbox (kind, payload, task_id, message_id, tenant)
+            SELECT $26::text, jsonb_build_object('changes', jsonb_build_array(
+                    jsonb_build_object('task_id', id::text, 'event', 'created'))),
+                id, $27, workspace
+            FROM task
         )
         SELECT * FROM task
         """,
@@ -162,6 +173,8 @@ async def insert(
         [a.email for _, a in people],
         [a.slack_user_id for _, a in people],
         [a.slack_team_id for _, a in people],
+        OutboxKind.TASK_CHANGED.value,
+        f"msg_{uuid.uuid4().hex}",
     )
     tiers = [{"tier": i, "expires_in": tier.expires_in} for i, tier in enumerate(new.tiers)]
     named = [

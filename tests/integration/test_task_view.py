@@ -210,3 +210,24 @@ async def test_a_new_task_s_view_is_the_one_the_store_reads_back(pool: asyncpg.P
             read = await tasks.task_view(conn, written.id)
         assert read is not None
         assert json.dumps(written.as_json()) == json.dumps(read.as_json())
+
+
+async def test_a_new_task_s_delivery_is_queued_in_its_workspace_s_turn(
+    pool: asyncpg.Pool,
+) -> None:
+    """The insert queues the task's `created` change in the same statement: urgent, in the
+    task's workspace's turn."""
+    new = parse_new_approval(approval_body(workspace="globex"), allow_proceed_irreversible=False)
+    task_id = uuid4()
+    async with pool.acquire() as conn:
+        await tasks.insert(conn, task_id, new, "digest")
+        rows = await conn.fetch("SELECT kind, payload, tenant, priority, task_id FROM outbox")
+    assert [dict(r) for r in rows] == [
+        {
+            "kind": "task.changed",
+            "payload": {"changes": [{"task_id": str(task_id), "event": "created"}]},
+            "tenant": "globex",
+            "priority": 0,
+            "task_id": task_id,
+        }
+    ]
