@@ -69,11 +69,34 @@ def embedded_database_url(data_dir: Path) -> str:
     return str(server.get_uri())
 
 
+# JSON columns as Python values, in the binary format so that they decode inside rows
+# (composite values) too: `json` is its UTF-8 text, `jsonb` the same after a version byte.
+_JSONB_VERSION = b"\x01"
+
+
+def _json_out(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _json_in(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _jsonb_out(value: Any) -> bytes:
+    return _JSONB_VERSION + json.dumps(value).encode()
+
+
+def _jsonb_in(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads
-        )
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", encoder=_json_out, decoder=_json_in, format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_jsonb_out, decoder=_jsonb_in, format="binary"
+    )
 
 
 class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]

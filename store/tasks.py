@@ -32,7 +32,6 @@ __all__ = [
     "DecisionContext",
     "DecisionWrite",
     "Reader",
-    "content_hash",
     "decision_events",
     "delivery_states",
     "insert",
@@ -41,6 +40,7 @@ __all__ = [
     "load_for_decisions",
     "lock",
     "record_decisions",
+    "shown_view",
     "task_row",
     "task_view",
     "workspace_of",
@@ -232,22 +232,43 @@ async def task_view(conn: asyncpg.Connection, task_id: UUID) -> TaskView | None:
     return TaskView.from_row(row) if row is not None else None
 
 
+async def shown_view(conn: asyncpg.Connection, task_id: UUID) -> tuple[TaskView, str] | None:
+    """`task_view`, and the digest of the content its approvers are shown (which a button or
+    link must carry to decide), in one statement."""
+    found = await _read(conn, task_id)
+    return (TaskView.from_row(found[0]), found[1]) if found is not None else None
+
+
 async def task_row(conn: asyncpg.Connection, task_id: UUID) -> dict[str, Any] | None:
     """What `task_view` reads, as the mapping `TaskView.from_row` takes (the API's JSON)."""
-    row = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+    found = await _read(conn, task_id)
+    return found[0] if found is not None else None
+
+
+# The task with its tiers, approvers, audit and deliveries in one round trip: each list comes
+# as an array of its table's rows, which the driver decodes like any row.
+_TASK_ROW = """
+SELECT t.*,
+    ARRAY(SELECT a FROM approver_tiers a WHERE a.task_id = t.id ORDER BY a.tier) AS t_tiers,
+    ARRAY(SELECT a FROM approvers a WHERE a.task_id = t.id ORDER BY a.tier, a.id) AS t_people,
+    ARRAY(SELECT d FROM decisions d WHERE d.task_id = t.id ORDER BY d.id) AS t_audit,
+    ARRAY(SELECT d FROM deliveries d WHERE d.task_id = t.id ORDER BY d.id) AS t_shown
+FROM tasks t WHERE t.id = $1
+"""
+
+
+async def _read(conn: asyncpg.Connection, task_id: UUID) -> tuple[dict[str, Any], str] | None:
+    """`task_row`, and the task's content digest."""
+    try:
+        row = await conn.fetchrow(_TASK_ROW, task_id)
+    except asyncpg.OutdatedSchemaCacheError:
+        # A table gained or lost columns (a rolling upgrade's migration) since this connection
+        # last decoded its rows: the driver has reloaded their layout, and a read is safe again.
+        row = await conn.fetchrow(_TASK_ROW, task_id)
     if row is None:
         return None
-    tiers = await conn.fetch(
-        "SELECT tier, expires_in FROM approver_tiers WHERE task_id = $1 ORDER BY tier", task_id
-    )
-    people = await conn.fetch(
-        "SELECT id, tier, email, slack_user_id, slack_team_id FROM approvers"
-        " WHERE task_id = $1 ORDER BY tier, id",
-        task_id,
-    )
-    audit = await conn.fetch("SELECT * FROM decisions WHERE task_id = $1 ORDER BY id", task_id)
-    shown = await conn.fetch("SELECT * FROM deliveries WHERE task_id = $1 ORDER BY id", task_id)
-    return _view(row, tiers, people, audit, shown)
+    view = _view(row, row["t_tiers"], row["t_people"], row["t_audit"], row["t_shown"])
+    return view, row["content_hash"]
 
 
 def _person(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -459,11 +480,6 @@ async def delivery_states(
         "SELECT id, status, tier, deliver FROM tasks WHERE id = ANY($1::uuid[])", task_ids
     )
     return {row["id"]: row for row in rows}
-
-
-async def content_hash(conn: asyncpg.Connection, task_id: UUID) -> str | None:
-    value: str | None = await conn.fetchval("SELECT content_hash FROM tasks WHERE id = $1", task_id)
-    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -139,10 +139,10 @@ class MailSender:
             delivery = await deliveries.delivery(conn, int(item.payload["delivery_id"]))
             if delivery is None or delivery.status is not DeliveryStatus.QUEUED:
                 return
-            view = await tasks.task_view(conn, delivery.task_id)
-            digest = await tasks.content_hash(conn, delivery.task_id)
-        if view is None or digest is None or delivery.approver_email is None:
+            shown = await tasks.shown_view(conn, delivery.task_id)
+        if shown is None or delivery.approver_email is None:
             return
+        view, digest = shown
         if view.status is not TaskStatus.PENDING or view.tier != delivery.tier:
             async with self.pool.acquire() as conn:
                 await deliveries.mark_failed(conn, delivery.id, "request ended before delivery")

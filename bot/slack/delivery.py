@@ -411,12 +411,11 @@ class SlackSender:
     ) -> tuple[TaskView, str, list[dict[str, Any]]] | None:
         """The task as it stands, and the message showing it to this delivery."""
         async with self.pool.acquire() as conn:
-            view = await tasks.task_view(conn, delivery.task_id)
-            digest = await tasks.content_hash(conn, delivery.task_id)
-            if view is not None:
-                view = await self._known_users(conn, speaker.team_id, view)
-        if view is None or digest is None:
-            return None
+            shown = await tasks.shown_view(conn, delivery.task_id)
+            if shown is None:
+                return None
+            view = await self._known_users(conn, speaker.team_id, shown[0])
+        digest = shown[1]
         mention = escalated_to = None
         if delivery.approver_id is None:  # a channel post mentions the tier's approvers
             mention = await self._people(speaker, view, delivery.tier)

@@ -38,11 +38,10 @@ async def pending_approvals(
     async with pool.acquire() as conn:
         email = await slack_store.email_of(conn, team_id, user_id)
         for task_id in await slack_store.pending_for(conn, user_id, email, workspaces=workspaces):
-            view = await tasks.task_view(conn, task_id)
-            digest = await tasks.content_hash(conn, task_id)
-            if view is not None and digest is not None:
-                views.append(view)
-                hashes.append(digest)
+            shown = await tasks.shown_view(conn, task_id)
+            if shown is not None:
+                views.append(shown[0])
+                hashes.append(shown[1])
     return views, hashes
 
 

@@ -231,3 +231,20 @@ async def test_a_new_task_s_delivery_is_queued_in_its_workspace_s_turn(
             "task_id": task_id,
         }
     ]
+
+
+async def test_a_view_is_read_across_a_migration_that_adds_a_column(
+    pool: asyncpg.Pool, task_factory: TaskFactory
+) -> None:
+    # The view's lists come as rows of their tables; a connection that decoded them before a
+    # migration changed a table's columns reads the view again rather than failing.
+    task_id = await task_factory.stored()
+    async with pool.acquire() as conn:
+        before = await tasks.task_row(conn, task_id)
+        await conn.execute("ALTER TABLE approvers ADD COLUMN probe text")
+        try:
+            after = await tasks.task_row(conn, task_id)
+        finally:
+            await conn.execute("ALTER TABLE approvers DROP COLUMN probe")
+        again = await tasks.task_row(conn, task_id)
+    assert before is not None and after == before and again == before
