@@ -55,13 +55,14 @@ class Delivery:
     slack_ts: str | None
     mail_message_id: str | None
     slack_shown: str | None = None  # digest of what the Slack message shows (migration 0019)
+    workspace: str = ""  # the task's TaskJuice workspace
 
 
 _SELECT = """
 SELECT d.id, d.task_id, d.tier, d.channel, d.purpose, d.approver_id, a.email AS approver_email,
        a.slack_user_id AS approver_slack_user_id, d.status, d.slack_team_id, d.slack_channel,
-       d.slack_ts, d.mail_message_id, d.slack_shown
-FROM deliveries d LEFT JOIN approvers a ON a.id = d.approver_id
+       d.slack_ts, d.mail_message_id, d.slack_shown, t.workspace
+FROM deliveries d JOIN tasks t ON t.id = d.task_id LEFT JOIN approvers a ON a.id = d.approver_id
 """
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "save_bot",
     "save_installation",
     "save_installer",
+    "serving_installation",
     "serving_key",
     "team_lock",
 ]
@@ -285,3 +286,15 @@ async def serving_key(
     if row is None:
         return None
     return row["enterprise_id"], row["team_id"], row["is_enterprise_install"]
+
+
+async def serving_installation(
+    conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
+) -> asyncpg.Record | None:
+    """The installation row that serves `team_id` (as `serving_key` finds it), read under its
+    team's shared rotation lock, in one statement (migration 0022): call it outside a
+    transaction, so the lock ends with the read."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM taskjuice_serving_installation($1, $2)", enterprise_id, team_id
+    )
+    return row

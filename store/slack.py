@@ -30,7 +30,6 @@ __all__ = [
     "team_of_user",
     "unserved_tasks",
     "user_of_email",
-    "workspace_of_task",
     "workspace_served",
 ]
 
@@ -229,13 +228,6 @@ async def home_viewers(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[t
 
 
 # --- which team a piece of Slack work is for (distributed mode) ------------------------------
-
-
-async def workspace_of_task(conn: asyncpg.Connection, task_id: UUID) -> str | None:
-    workspace: str | None = await conn.fetchval(
-        "SELECT workspace FROM tasks WHERE id = $1", task_id
-    )
-    return workspace
 
 
 async def unserved_tasks(conn: asyncpg.Connection, task_ids: list[UUID]) -> set[UUID]:

@@ -279,11 +279,6 @@ class SlackSender:
             raise GiveUp(f"slack: workspace {workspace} has no connected Slack team")
         return await self.speaker(*team)
 
-    async def speaker_of_task(self, task_id: UUID) -> Speaker:
-        async with self.pool.acquire() as conn:
-            workspace = await store.workspace_of_task(conn, task_id)
-        return await self.speaker_of_workspace(workspace or "")
-
     async def speaker_of_user(self, user: str, payload: dict[str, Any]) -> Speaker:
         """The team of work queued for a Slack user: named in the payload, else the one team
         (single-workspace mode), else the team the bot last met the user in."""
@@ -506,7 +501,7 @@ class SlackSender:
         if delivery is None or delivery.status is not DeliveryStatus.QUEUED:
             return
         try:
-            speaker = await self.speaker_of_task(delivery.task_id)
+            speaker = await self.speaker_of_workspace(delivery.workspace)
             rendered = await self._render(speaker, delivery)
             if rendered is None:
                 return
@@ -582,7 +577,7 @@ class SlackSender:
         if delivery is None or delivery.status is not DeliveryStatus.SENT or not delivery.slack_ts:
             return
         try:
-            speaker = await self.speaker_of_task(delivery.task_id)
+            speaker = await self.speaker_of_workspace(delivery.workspace)
             if delivery.slack_team_id and delivery.slack_team_id != speaker.team_id:
                 return  # posted in a team the workspace is no longer bound to
             rendered = await self._render(speaker, delivery)

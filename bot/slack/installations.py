@@ -160,7 +160,16 @@ class PostgresInstallationStore(AsyncInstallationStore):
         self, conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
     ) -> tuple[Bot, float | None] | None:
         """The team's bot and when its rotating token was issued (None: unknown)."""
-        row = await queries.find_installation(conn, enterprise_id, team_id)
+        return self._bot_of(await queries.find_installation(conn, enterprise_id, team_id))
+
+    async def read_serving_bot(
+        self, conn: asyncpg.Connection, enterprise_id: str | None, team_id: str | None
+    ) -> tuple[Bot, float | None] | None:
+        """`read_bot` of the installation serving `team_id` (its own, else its organisation's
+        org-wide one), waiting out a refresh in flight, in one round trip."""
+        return self._bot_of(await queries.serving_installation(conn, enterprise_id, team_id))
+
+    def _bot_of(self, row: asyncpg.Record | None) -> tuple[Bot, float | None] | None:
         if row is None or row["bot_token"] is None:
             return None
         bot = Bot(

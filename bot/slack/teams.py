@@ -243,15 +243,11 @@ class SlackTeams:
         assert self.store is not None and self.rotator is not None
         store = self.store
         async with self.pool.acquire() as conn:
-            serving = await queries.serving_key(conn, enterprise_id, team_id)
-            if serving is None:
-                return None
-            ent, team, org_wide = serving
-            async with queries.team_lock(conn, ent, team, shared=True):
-                found = await store.read_bot(conn, ent, team)
+            found = await store.read_serving_bot(conn, enterprise_id, team_id)
         if found is None:
             return None
         bot, issued_at = found
+        ent, team, org_wide = bot.enterprise_id, bot.team_id, bot.is_enterprise_install
         expires_at = bot.bot_token_expires_at
         if expires_at is not None and refresh_due(expires_at, issued_at, store.clock()):
             refreshed = await refresh_if_due(

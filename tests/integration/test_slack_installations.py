@@ -457,6 +457,32 @@ async def test_token_with_time_to_spare_is_not_refreshed(
     assert slack_oauth.calls == 0
 
 
+async def test_the_serving_read_waits_out_a_refresh_and_reads_its_token(
+    store: PostgresInstallationStore, pool: asyncpg.Pool, slack_oauth: FakeSlackOAuth
+) -> None:
+    # The sender's one-statement read (migration 0022) keeps the shared lock's promise: a
+    # read during a refresh returns the token the refresh saved, never the one it spent.
+    await save_rotating_bot(store, pool, seconds_left=5)
+    slack_oauth.gate = asyncio.Event()
+    refresh = asyncio.create_task(
+        refresh_if_due(store, rotator_for(slack_oauth), enterprise_id=None, team_id="T0FAKE")
+    )
+    await eventually(lambda: slack_oauth.calls == 1, what="the refresh reaching Slack")
+
+    async def read() -> tuple[Bot, float | None] | None:
+        async with pool.acquire() as conn:
+            return await store.read_serving_bot(conn, None, "T0FAKE")
+
+    reader = asyncio.create_task(read())
+    await eventually(lambda: advisory_waiters_are(pool, 1), what="the read waiting")
+    assert not reader.done()
+    slack_oauth.gate.set()
+    await asyncio.wait_for(refresh, timeout=10)
+    found = await asyncio.wait_for(reader, timeout=10)
+    assert found is not None and found[0].bot_token == "xoxe.xoxb-fake-bot-2"
+    assert await advisory_waiters_are(pool, 0)
+
+
 async def test_two_concurrent_refreshes_spend_the_refresh_token_once(
     store: PostgresInstallationStore, pool: asyncpg.Pool, slack_oauth: FakeSlackOAuth
 ) -> None:
