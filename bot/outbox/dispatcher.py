@@ -10,7 +10,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "current_item",
     "list_items",
     "retry",
+    "waiting",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,28 @@ Handler = Callable[[OutboxItem], Awaitable[None]]
 current_item: contextvars.ContextVar[OutboxItem | None] = contextvars.ContextVar(
     "current_item", default=None
 )
+_current_dispatcher: contextvars.ContextVar[Dispatcher | None] = contextvars.ContextVar(
+    "current_dispatcher", default=None
+)
+
+
+@contextlib.contextmanager
+def waiting() -> Iterator[None]:
+    """Around an outbox item's wait for its turn (a permit, another caller's lookup): the
+    item gives its dispatcher slot back meanwhile, so the dispatcher claims other work, such
+    as items due back for their own turn, rather than leave it behind a line of sleepers. A
+    waiting item holds no connection; the dispatcher keeps at most `concurrency` items
+    working and `waiting_room` more waiting."""
+    dispatcher = _current_dispatcher.get()
+    if dispatcher is None:
+        yield
+        return
+    dispatcher._waiting += 1
+    dispatcher._wakeup.set()
+    try:
+        yield
+    finally:
+        dispatcher._waiting -= 1
 
 
 # A deferred item wakes this process's loop when it comes due, if that is within this many
@@ -98,6 +121,7 @@ class Dispatcher:
     lease: float = 60.0
     max_age: float = 86400.0
     concurrency: int = 32
+    waiting_room: int = 224  # items in flight beyond `concurrency`, waiting (see `waiting`)
     poll_interval: float = 1.0
     retry_base: float = 1.0
     shutdown_grace: float = 10.0
@@ -108,6 +132,7 @@ class Dispatcher:
     _inflight: dict[int, asyncio.Task[None]] = field(init=False, default_factory=dict)
     _done: list[int] = field(init=False, default_factory=list)
     _turn: str = field(init=False, default="")  # the next claim serves workspaces after this
+    _waiting: int = field(init=False, default=0)  # items in flight waiting for their turn
 
     async def run(self) -> None:
         """Dispatch until `stop()`; survives database outages by polling again."""
@@ -116,7 +141,9 @@ class Dispatcher:
             while not self._stopping.is_set():
                 self._wakeup.clear()
                 await self._flush_done()
-                free = self.concurrency - len(self._inflight)
+                working = len(self._inflight) - self._waiting
+                room = self.concurrency + self.waiting_room - len(self._inflight)
+                free = min(self.concurrency - working, room)
                 claimed: list[OutboxItem] = []
                 if free > 0:
                     try:
@@ -187,6 +214,7 @@ class Dispatcher:
 
     async def _process(self, item: OutboxItem) -> None:
         current_item.set(item)  # this item's task only
+        _current_dispatcher.set(self)
         handler = self.handlers.get(item.kind)
         try:
             if handler is None:

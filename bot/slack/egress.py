@@ -29,9 +29,10 @@ A call that finds no permit is promised a slot of its own (migration 0020): the 
 no caller as urgent or more was promised, so callers turned away come back one per freeing
 permit, in turn, instead of all at the first one to free (where one would win and the rest go
 round again, each round costing a claim and a render). It waits for its slot when that is
-within `max_wait`; otherwise the item goes back to the outbox, due half a second before its
-slot (`RetryLater`, not counted as an attempt), so a team that has spent its budget never
-holds the dispatcher's slots. The slot is promised to the outbox item, so it is still the
+within `max_wait` (3 s: a person's next DMs, one pace apart), giving its dispatcher slot back
+meanwhile (`waiting`); otherwise the item goes back to the outbox, due half of `max_wait`
+before its slot (`RetryLater`, not counted as an attempt), so a team that has spent its budget
+holds nothing in any process. The slot is promised to the outbox item, so it is still the
 item's when it comes back, on whichever replica. A promise is advice, not a reservation: a
 permit free when asked for is granted. Once answers reported since a promise free a permit
 before the slot, the caller first in line comes for that permit; a caller back after its slot
@@ -49,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.outbox.dispatcher import RetryLater, current_item
+from bot.outbox.dispatcher import RetryLater, current_item, waiting
 from bot.runtime.metrics import Metrics
 from store import egress as queries
 from store.database import DATABASE_ERRORS, Connections
@@ -153,7 +154,7 @@ class SlackBudget:
     metrics: Metrics
     limits: Mapping[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     post_interval: float = 1.0
-    max_wait: float = 1.0
+    max_wait: float = 3.0
     _held: dict[tuple[str, str], _Held] = field(default_factory=dict)
 
     async def permit(
@@ -246,7 +247,8 @@ class SlackBudget:
                 # Back a little before the slot, to be ready for it and wait for it here.
                 early = max(0.0, wait - self.max_wait / 2)
                 raise RetryLater(f"slack budget: {label} for {team}", delay=early, quiet=True)
-            await asyncio.sleep(wait)
+            with waiting():
+                await asyncio.sleep(wait)
 
     def _held_of(self, key: tuple[str, str], limit: Limit) -> _Held:
         held = self._held.get(key)

@@ -16,12 +16,13 @@ slot, so a holder that comes back late still finds it); a claim whose holder die
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from bot.outbox.dispatcher import RetryLater, current_item
+from bot.outbox.dispatcher import RetryLater, current_item, waiting
 from store import slack as store
 from store.database import Connections
 
@@ -35,7 +36,7 @@ TURN_WAIT = 1.0
 # Other replicas look again this often while a call is under way.
 AFTER_HOLDER = 0.5
 # A holder waiting for the budget keeps its claim this long past the moment it is due back
-# (half a second before its slot): a busy replica may take a while to bring it back, and
+# (a little before its slot): a busy replica may take a while to bring it back, and
 # another caller that took the claim over meanwhile would be a newcomer to the budget, placed
 # behind every slot already promised — for a Tier 3 method, the next minute.
 HOLDER_GRACE = AFTER_HOLDER + CLAIM_SECONDS
@@ -63,8 +64,9 @@ class Lookups:
         turn.callers += 1
         try:
             try:
-                async with asyncio.timeout(TURN_WAIT):
-                    await turn.lock.acquire()
+                with waiting() if turn.lock.locked() else contextlib.nullcontext():
+                    async with asyncio.timeout(TURN_WAIT):
+                        await turn.lock.acquire()
             except TimeoutError:
                 # The caller ahead is slow (Slack timing out, a budget wait): this item goes
                 # back to the outbox rather than hold a dispatcher slot behind it.
@@ -92,7 +94,7 @@ class Lookups:
         if left > 0:
             if left > CLAIM_SECONDS:
                 # A holder waiting for the budget, due back HOLDER_GRACE before the claim ends
-                # and calling half a second later: come back then.
+                # and calling soon after: come back half a second after it.
                 delay = max(AFTER_HOLDER, left - HOLDER_GRACE + AFTER_HOLDER)
             else:  # a call under way: look again shortly
                 delay = min(left, AFTER_HOLDER)
