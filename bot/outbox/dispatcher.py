@@ -7,9 +7,11 @@ import contextlib
 import contextvars
 import functools
 import logging
+import math
 import os
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "UnattendedWatch",
     "backoff",
     "current_item",
+    "lease_left",
     "list_items",
     "retry",
     "waiting",
@@ -49,6 +52,15 @@ current_item: contextvars.ContextVar[OutboxItem | None] = contextvars.ContextVar
 _current_dispatcher: contextvars.ContextVar[Dispatcher | None] = contextvars.ContextVar(
     "current_dispatcher", default=None
 )
+# When the claim of the item this task is sending ends (`time.monotonic()`): past it, the
+# item is due again, for this dispatcher or another replica's.
+_lease_ends: contextvars.ContextVar[float] = contextvars.ContextVar("lease_ends", default=math.inf)
+
+
+def lease_left() -> float:
+    """Seconds left of the claim of the outbox item this task is sending (inf outside one).
+    A wait in the process must end well within it, or the item is sent twice."""
+    return _lease_ends.get() - time.monotonic()
 
 
 @contextlib.contextmanager
@@ -146,6 +158,7 @@ class Dispatcher:
                 free = min(self.concurrency - working, room)
                 claimed: list[OutboxItem] = []
                 if free > 0:
+                    asked = time.monotonic()  # the claims end a lease after this, or later
                     try:
                         async with self.pool.acquire() as conn:
                             claimed = await queries.claim_due(
@@ -163,7 +176,11 @@ class Dispatcher:
                             extra={"event": "outbox.claim_failed", "error": type(exc).__name__},
                         )
                 for item in claimed:
-                    task = asyncio.create_task(self._process(item))
+                    if item.id in self._inflight:
+                        # Its lease ran out while it is still being sent here: that send will
+                        # record its result; a second one would send it twice.
+                        continue
+                    task = asyncio.create_task(self._process(item, asked + self.lease))
                     self._inflight[item.id] = task
                     task.add_done_callback(functools.partial(self._finished, item.id))
                 if claimed and len(claimed) == free:
@@ -212,9 +229,10 @@ class Dispatcher:
                 extra={"event": "outbox.released", "count": len(unfinished)},
             )
 
-    async def _process(self, item: OutboxItem) -> None:
+    async def _process(self, item: OutboxItem, lease_ends: float) -> None:
         current_item.set(item)  # this item's task only
         _current_dispatcher.set(self)
+        _lease_ends.set(lease_ends)
         handler = self.handlers.get(item.kind)
         try:
             if handler is None:

@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.outbox.dispatcher import RetryLater, current_item, waiting
+from bot.outbox.dispatcher import RetryLater, current_item, lease_left, waiting
 from bot.runtime.metrics import Metrics
 from store import egress as queries
 from store.database import DATABASE_ERRORS, Connections
@@ -220,7 +220,10 @@ class SlackBudget:
         held = self._held_of((team, scope), limit)
         item = current_item.get()
         waited = False
-        deadline = time.monotonic() + self.max_wait
+        # Waited for here: up to `max_wait`, and never past half of what is left of the
+        # item's claim (another replica would send it again).
+        patience = min(self.max_wait, lease_left() / 2)
+        deadline = time.monotonic() + patience
         while True:
             if (permit := self._use_held(held)) is not None:
                 return permit
@@ -245,7 +248,7 @@ class SlackBudget:
                 self.metrics.slack_permit_waits.labels(label).inc()
             if time.monotonic() + wait > deadline:
                 # Back a little before the slot, to be ready for it and wait for it here.
-                early = max(0.0, wait - self.max_wait / 2)
+                early = max(0.0, wait - patience / 2)
                 raise RetryLater(f"slack budget: {label} for {team}", delay=early, quiet=True)
             with waiting():
                 await asyncio.sleep(wait)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from bot.outbox.dispatcher import RetryLater, current_item, waiting
+from bot.outbox.dispatcher import RetryLater, current_item, lease_left, waiting
 from store import slack as store
 from store.database import Connections
 
@@ -65,7 +65,7 @@ class Lookups:
         try:
             try:
                 with waiting() if turn.lock.locked() else contextlib.nullcontext():
-                    async with asyncio.timeout(TURN_WAIT):
+                    async with asyncio.timeout(min(TURN_WAIT, lease_left() / 2)):
                         await turn.lock.acquire()
             except TimeoutError:
                 # The caller ahead is slow (Slack timing out, a budget wait): this item goes
