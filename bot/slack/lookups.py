@@ -28,9 +28,11 @@ from store.database import Connections
 
 __all__ = ["CLAIM_SECONDS", "TURN_WAIT", "Lookups"]
 
-# How long a claim lasts for a call made now: a slow answer past it costs at worst a second
-# lookup; a holder that died holds the others no longer than this.
-CLAIM_SECONDS = 3.0
+# How long a claim lasts for a call made now: longer than the holder may wait in the process
+# for its permit (up to 3 s, bot/slack/egress.py) and then call, so the claim does not lapse
+# while its holder waits; a slow answer past it costs at worst a second lookup; a holder that
+# died holds the others no longer than this.
+CLAIM_SECONDS = 6.0
 # How long a caller waits for its turn in this process before going back to the outbox.
 TURN_WAIT = 1.0
 # Other replicas look again this often while a call is under way.
