@@ -68,8 +68,9 @@ def waiting() -> Iterator[None]:
     """Around an outbox item's wait for its turn (a permit, another caller's lookup): the
     item gives its dispatcher slot back meanwhile, so the dispatcher claims other work, such
     as items due back for their own turn, rather than leave it behind a line of sleepers. A
-    waiting item holds no connection; the dispatcher keeps at most `concurrency` items
-    working and `waiting_room` more waiting."""
+    waiting item holds no connection. The dispatcher claims while at most `concurrency` items
+    work and `waiting_room` more wait; an item whose wait ends carries on at once (it would
+    miss the turn it waited for), so for a moment more than `concurrency` may be working."""
     dispatcher = _current_dispatcher.get()
     if dispatcher is None:
         yield
@@ -133,7 +134,7 @@ class Dispatcher:
     lease: float = 60.0
     max_age: float = 86400.0
     concurrency: int = 32
-    waiting_room: int = 224  # items in flight beyond `concurrency`, waiting (see `waiting`)
+    waiting_room: int = 224  # items that may wait beyond `concurrency` working (`waiting`)
     poll_interval: float = 1.0
     retry_base: float = 1.0
     shutdown_grace: float = 10.0
